@@ -1,0 +1,163 @@
+"""Registration: tenants, orchestrators, agents and their workload identities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from contracts.types import (
+    Count, Digest, Id, Jwk, Jws, Name, Seconds, Struct, TenantId, Text, Token, TrustDomain, Uri,
+)
+
+
+class Model(Struct, kw_only=True):
+    name: Name
+    version: Name
+    digest: Digest | None = None
+
+
+class Tool(Struct, kw_only=True):
+    name: Name
+    version: Name | None = None
+    digest: Digest | None = None
+
+
+class Controller(Struct, kw_only=True):
+    """Who controls the agent: a signed-in user or a service account."""
+
+    type: Literal["user", "service"]
+    id: Name
+    display_name: Name | None = None
+
+
+class Authority(Struct, kw_only=True):
+    """What an orchestrator may spawn in its tenant. Empty lists allow nothing."""
+
+    tiers: Annotated[list[Token], msgspec.Meta(max_length=32)] = []
+    purposes: Annotated[list[Name], msgspec.Meta(max_length=64)] = []
+    data_classes: Annotated[list[Token], msgspec.Meta(max_length=16)] = []
+    max_lifetime_s: Seconds = 86_400
+    max_live_agents: Count = 100
+
+
+# --- operator requests --------------------------------------------------------------------
+class CreateTenant(Struct, kw_only=True):
+    trust_domain: TrustDomain | None = None
+
+
+class TenantRecord(Struct, kw_only=True):
+    tenant: TenantId
+    trust_domain: TrustDomain
+    created_at: datetime
+
+
+class AddOrchestrator(Struct, kw_only=True):
+    name: Name
+    public_jwk: Jwk
+    authority: Authority = Authority()
+
+
+class OrchestratorRecord(Struct, kw_only=True):
+    orchestrator_id: Id
+    tenant: TenantId
+    spiffe_id: Uri
+    name: Name
+    public_jwk: Jwk
+    key_id: str
+    authority: Authority
+    status: Literal["active", "revoked"]
+    created_at: datetime
+
+
+# --- spawn ----------------------------------------------------------------------------------
+class SpawnAgent(Struct, kw_only=True):
+    """Spawn one agent. Sent by an orchestrator, as a request or as the spawn_requested event.
+
+    `proof` is a compact JWS made with the agent's own key over the spawn id, the orchestrator id
+    and the tenant (proof of possession); `spawn_id` makes the spawn idempotent.
+    """
+
+    spawn_id: Id
+    public_jwk: Jwk
+    proof: Jws
+    purpose: Name
+    model: Model
+    tools: Annotated[list[Tool], msgspec.Meta(max_length=64)] = []
+    tier: Token
+    data_class: Token
+    controller: Controller
+    lifetime_s: Seconds | None = None
+    parent_agent_id: Id | None = None
+
+
+AgentStatus = Literal["active", "exited", "revoked", "expired"]
+
+
+class AgentIdentity(Struct, kw_only=True):
+    """An agent's identity as registration knows it."""
+
+    agent_id: Id
+    tenant: TenantId
+    trust_domain: TrustDomain
+    spiffe_id: Uri
+    did: Uri
+    public_jwk: Jwk
+    key_id: str
+    orchestrator_id: Id
+    parent_agent_id: Id | None = None
+    spawn_id: Id
+    purpose: Name
+    model: Model
+    tools: list[Tool] = []
+    tier: Token
+    data_class: Token
+    controller: Controller
+    status: AgentStatus
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    end_reason: Text | None = None
+
+
+class GetAgent(Struct, kw_only=True):
+    agent_id: Id
+
+
+class ExitAgent(Struct, kw_only=True):
+    agent_id: Id
+    reason: Text = "exited"
+
+
+# --- events -------------------------------------------------------------------------------
+class TenantCreated(Struct, kw_only=True):
+    tenant: TenantId
+    trust_domain: TrustDomain
+    at: datetime
+
+
+class OrchestratorAdded(Struct, kw_only=True):
+    orchestrator: OrchestratorRecord
+
+
+class AgentRegistered(Struct, kw_only=True):
+    spawn_id: Id
+    agent: AgentIdentity
+
+
+class AgentSpawnRejected(Struct, kw_only=True):
+    spawn_id: Id
+    orchestrator_id: Id
+    code: str
+    message: Text
+
+
+class AgentExited(Struct, kw_only=True):
+    agent_id: Id
+    spiffe_id: Uri
+    did: Uri
+    status: AgentStatus
+    reason: Text
+    by: Uri
+    at: datetime

@@ -1,0 +1,148 @@
+"""The subject catalogue: every request route and event topic, typed.
+
+Requests: `<root>.v1.<tenant>.<service>.<verb>`. Events: `<root>.v1.<tenant>.evt.<noun>.<verb>`.
+`root` is `agentid` unless a deployment shares its NATS with another one (`AGENTID_NATS_PREFIX`).
+One JetStream stream holds `<root>.v1.*.evt.>`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from contracts import registration as reg
+
+Req = TypeVar("Req")
+Rep = TypeVar("Rep")
+Evt = TypeVar("Evt")
+
+VERSION = "v1"
+DEFAULT_ROOT = "agentid"
+SENDER_KINDS = frozenset({"service", "operator", "orchestrator", "agent"})
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Route(Generic[Req, Rep]):
+    """A request-reply endpoint, answered by one service's queue group."""
+
+    service: str
+    verb: str
+    request: type[Req]
+    reply: type[Rep]
+    senders: frozenset[str]
+    summary: str
+
+    def subject(self, tenant: str, root: str = DEFAULT_ROOT) -> str:
+        return f"{root}.{VERSION}.{check_token(tenant)}.{self.service}.{self.verb}"
+
+    def pattern(self, root: str = DEFAULT_ROOT) -> str:
+        return f"{root}.{VERSION}.*.{self.service}.{self.verb}"
+
+    def template(self, root: str = DEFAULT_ROOT) -> str:
+        """Low-cardinality name for spans and documents."""
+        return f"{root}.{VERSION}.{{tenant}}.{self.service}.{self.verb}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.verb}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic(Generic[Evt]):
+    """An event, past tense, published through the owning service's outbox into JetStream."""
+
+    noun: str
+    verb: str
+    event: type[Evt]
+    owner: str  # the service whose outbox emits it, or "orchestrator" for spawn requests
+    summary: str
+
+    def subject(self, tenant: str, root: str = DEFAULT_ROOT) -> str:
+        return f"{root}.{VERSION}.{check_token(tenant)}.evt.{self.noun}.{self.verb}"
+
+    def pattern(self, root: str = DEFAULT_ROOT) -> str:
+        return f"{root}.{VERSION}.*.evt.{self.noun}.{self.verb}"
+
+    def template(self, root: str = DEFAULT_ROOT) -> str:
+        return f"{root}.{VERSION}.{{tenant}}.evt.{self.noun}.{self.verb}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.noun}.{self.verb}"
+
+
+def check_token(token: str) -> str:
+    """A subject token from outside must not smuggle `.`, `*`, `>` or whitespace."""
+    if not _TOKEN.match(token):
+        raise ValueError(f"not a safe subject token: {token!r}")
+    return token
+
+
+def template_of(subject: str) -> str:
+    """`agentid.v1.acme.evt.agent.registered` -> `agentid.v1.{tenant}.evt.agent.registered`."""
+    parts = subject.split(".")
+    if len(parts) > 2:
+        parts[2] = "{tenant}"
+    return ".".join(parts)
+
+
+def topic_for(subject: str) -> Topic | None:
+    """The catalogue topic of a concrete event subject."""
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[3] != "evt":
+        return None
+    return _TOPICS_BY_NAME.get(f"{parts[4]}.{parts[5]}")
+
+
+def events_subject(root: str = DEFAULT_ROOT) -> str:
+    return f"{root}.{VERSION}.*.evt.>"
+
+
+def tenant_of(subject: str, root: str = DEFAULT_ROOT) -> str:
+    """The tenant token of a catalogue subject; ValueError when the subject is not ours."""
+    parts = subject.split(".")
+    if len(parts) < 5 or parts[0] != root or parts[1] != VERSION:
+        raise ValueError(f"not an agentid subject: {subject!r}")
+    return check_token(parts[2])
+
+
+OPS = frozenset({"operator"})
+ORCH = frozenset({"orchestrator"})
+ANY_PARTY = frozenset({"operator", "orchestrator", "agent", "service"})
+
+# --- registration ---------------------------------------------------------------------------
+CREATE_TENANT = Route("registration", "create_tenant", reg.CreateTenant, reg.TenantRecord, OPS,
+                      "Create a tenant and its trust domain.")
+ADD_ORCHESTRATOR = Route("registration", "add_orchestrator", reg.AddOrchestrator,
+                         reg.OrchestratorRecord, OPS,
+                         "Register an orchestrator's public key and its spawn authority.")
+SPAWN = Route("registration", "spawn", reg.SpawnAgent, reg.AgentIdentity, ORCH,
+              "Spawn an agent and wait for its identity.")
+GET_AGENT = Route("registration", "get", reg.GetAgent, reg.AgentIdentity, ANY_PARTY,
+                  "Read one agent's identity.")
+EXIT_AGENT = Route("registration", "exit", reg.ExitAgent, reg.AgentIdentity,
+                   frozenset({"operator", "orchestrator", "agent"}),
+                   "Retire an agent's identity.")
+
+# --- events -----------------------------------------------------------------------------------
+SPAWN_REQUESTED = Topic("agent", "spawn_requested", reg.SpawnAgent, "orchestrator",
+                        "An orchestrator asks for an agent (Nats-Msg-Id = spawn id).")
+TENANT_CREATED = Topic("tenant", "created", reg.TenantCreated, "registration", "A tenant exists.")
+ORCHESTRATOR_ADDED = Topic("orchestrator", "added", reg.OrchestratorAdded, "registration",
+                           "An orchestrator was registered.")
+AGENT_REGISTERED = Topic("agent", "registered", reg.AgentRegistered, "registration",
+                         "An agent has an identity.")
+AGENT_SPAWN_REJECTED = Topic("agent", "spawn_rejected", reg.AgentSpawnRejected, "registration",
+                             "A spawn_requested event was refused.")
+AGENT_EXITED = Topic("agent", "exited", reg.AgentExited, "registration",
+                     "An agent's identity is retired (exited, revoked or expired).")
+
+ROUTES: tuple[Route, ...] = (CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT)
+TOPICS: tuple[Topic, ...] = (
+    SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
+    AGENT_EXITED,
+)
+
+_TOPICS_BY_NAME = {t.name: t for t in TOPICS}

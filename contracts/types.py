@@ -1,0 +1,30 @@
+"""Constrained field types shared by the message structs: every input has a stated bound."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+# Identifiers we mint (`agt_` + ULID, `orc_` + ULID) and ids callers choose (spawn ids, names).
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# Tenant ids become a subject token and a SPIFFE path, so they are lowercase and short.
+TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+TrustDomain = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9._-]{1,255}$")]
+Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]   # tiers, classes, kinds
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{2,16}:[A-Fa-f0-9]{32,128}$")]  # sha256:<hex>
+Jws = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
+Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=65536)]
+Jwk = Annotated[dict[str, str], msgspec.Meta(max_length=12)]
+Seconds = Annotated[int, msgspec.Meta(ge=1, le=31_536_000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+# The largest message payload any route accepts; the bus refuses bigger bodies before decoding.
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base for every message: immutable, keyword-only, unknown fields refused."""

@@ -1,0 +1,36 @@
+"""base64url without padding (RFC 7515 section 2), strict on input."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+_B64U = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+class Base64Error(ValueError):
+    """The text is not strict unpadded base64url."""
+
+
+def b64u_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str | bytes) -> bytes:
+    """Decode unpadded base64url, refusing padding, other alphabets and non-canonical tails."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise Base64Error("not ASCII") from exc
+    if not _B64U.match(text) or len(text) % 4 == 1:
+        raise Base64Error("not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise Base64Error("not base64url") from exc
+    # Reject encodings whose unused trailing bits are set: two texts must never decode to one value.
+    if b64u_encode(raw) != text:
+        raise Base64Error("non-canonical base64url")
+    return raw
