@@ -1,0 +1,47 @@
+"""Settings: environment variables `AGENTID_*`, read once in `main` and passed down."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "agentid"
+
+
+class Settings(BaseSettings):
+    """Every knob of a deployment. Unset URLs mean "start the embedded servers" (`agentid up`)."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTID_", frozen=True, extra="ignore")
+
+    nats_url: str | None = Field(None, description="NATS server URL; unset: embedded nats-server")
+    database_url: str | None = Field(None, description="Postgres DSN; unset: embedded Postgres")
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="State of the embedded stack, keyring, deployment file")
+    nats_prefix: str = Field("agentid", pattern=r"^[A-Za-z0-9_-]+$",
+                             description="First subject token; lets deployments share one NATS")
+    keyring: Path | None = Field(None, description="Service and operator keys (default DATA_DIR/keyring.json)")
+    http_port: int | None = Field(None, description="Gateway port; unset: a free port")
+    max_skew_s: float = Field(30.0, gt=0, le=300, description="Accepted message timestamp skew")
+    replay_backend: Literal["kv", "memory"] = Field("kv", description="Message-id replay cache")
+    stream_max_age_s: float = Field(7 * 86_400, gt=0, description="Event retention in JetStream")
+    ack_wait_s: float = Field(30.0, gt=0, description="JetStream redelivery delay for unacked events")
+    max_deliver: int = Field(5, ge=1, description="JetStream delivery attempts per event")
+    outbox_poll_s: float = Field(0.5, gt=0, description="Outbox relay poll interval (it is also woken on commit)")
+    concurrency: int = Field(64, ge=1, description="In-flight requests per worker")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight work gets on SIGTERM")
+    db_pool_size: int = Field(10, ge=1, description="Postgres connections per worker")
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keyring or self.data_dir / "keyring.json"
+
+    @property
+    def deployment_path(self) -> Path:
+        return self.data_dir / "deployment.json"
