@@ -1,0 +1,194 @@
+"""The registration worker: tenants, orchestrators and agents, and the agent lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from contracts import registration as reg
+from contracts import subjects as sub
+from services.registration import store
+from services.registration.senders import RegisteredSenders
+from shared.errors import (
+    AgentidError, AuthorityExceeded, Conflict, Forbidden, InvalidRequest, KeyInUse, NotFound,
+    QuotaExceeded, ReplayError, Unavailable,
+)
+from shared.ids import agent_id as new_agent_id
+from shared.ids import orchestrator_id as new_orchestrator_id
+from shared.keys import InvalidKey, PublicKey
+from shared.possession import SPAWN_TYP, check_proof
+from shared import telemetry
+from shared.worker import Context, Subscription, Worker
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _public_key(jwk: Mapping[str, str]) -> PublicKey:
+    try:
+        return PublicKey.from_jwk(jwk)
+    except InvalidKey as exc:
+        raise InvalidRequest(f"public_jwk: {exc}") from exc
+
+
+class RegistrationWorker(Worker):
+    name = "registration"
+    schema = "registration"
+    migrations = Path(__file__).parent / "migrations"
+
+    def routes(self) -> Mapping[sub.Route[Any, Any], Any]:
+        return {
+            sub.CREATE_TENANT: self.create_tenant,
+            sub.ADD_ORCHESTRATOR: self.add_orchestrator,
+            sub.SPAWN: self.spawn,
+            sub.GET_AGENT: self.get_agent,
+            sub.EXIT_AGENT: self.exit_agent,
+        }
+
+    def subscriptions(self) -> Sequence[Subscription]:
+        return [Subscription("registration-spawn", {sub.SPAWN_REQUESTED: self.on_spawn_requested})]
+
+    def senders(self) -> RegisteredSenders:
+        return RegisteredSenders(self.pool)
+
+    # -- tenants and orchestrators ----------------------------------------------------------
+    async def create_tenant(self, req: reg.CreateTenant, ctx: Context) -> reg.TenantRecord:
+        trust_domain = req.trust_domain or f"{ctx.tenant.replace('_', '-')}.agentid.local"
+        async with self.unit_of_work(ctx) as uow:
+            created = await store.insert_tenant(uow.conn, ctx.tenant, trust_domain)
+            if created is None:
+                existing = await store.get_tenant(uow.conn, ctx.tenant)
+                if existing is not None and existing.trust_domain == trust_domain:
+                    return existing  # creating what exists is not an error
+                raise Conflict("tenant or trust domain already exists")
+            await uow.emit(sub.TENANT_CREATED, ctx.tenant, reg.TenantCreated(
+                tenant=created.tenant, trust_domain=created.trust_domain, at=created.created_at))
+        return created
+
+    async def add_orchestrator(self, req: reg.AddOrchestrator, ctx: Context) -> reg.OrchestratorRecord:
+        key = _public_key(req.public_jwk)
+        async with self.unit_of_work(ctx) as uow:
+            tenant = await store.get_tenant(uow.conn, ctx.tenant)
+            if tenant is None:
+                raise NotFound("no such tenant")
+            oid = new_orchestrator_id()
+            record = reg.OrchestratorRecord(
+                orchestrator_id=oid, tenant=ctx.tenant,
+                spiffe_id=f"spiffe://{tenant.trust_domain}/orchestrator/{oid}", name=req.name,
+                public_jwk=key.jwk(), key_id=key.thumbprint, authority=req.authority,
+                status="active", created_at=_now(),
+            )
+            if await store.insert_orchestrator(uow.conn, record) is None:
+                raise Conflict("an orchestrator of that name exists in this tenant")
+            await uow.emit(sub.ORCHESTRATOR_ADDED, ctx.tenant, reg.OrchestratorAdded(orchestrator=record))
+        return record
+
+    # -- spawn ---------------------------------------------------------------------------------
+    async def spawn(self, req: reg.SpawnAgent, ctx: Context) -> reg.AgentIdentity:
+        return await self._spawn(req, ctx)
+
+    async def on_spawn_requested(self, req: reg.SpawnAgent, ctx: Context) -> None:
+        try:
+            await self._spawn(req, ctx)
+        except (ReplayError, Unavailable):
+            raise
+        except AgentidError as exc:
+            # Nobody waits on an event for a reply: the refusal becomes an event of its own,
+            # recorded once even if the request is redelivered.
+            async with self.unit_of_work(ctx) as uow:
+                await uow.emit(sub.AGENT_SPAWN_REJECTED, ctx.tenant, reg.AgentSpawnRejected(
+                    spawn_id=req.spawn_id, orchestrator_id=ctx.sender.subject_id,
+                    code=exc.code.value, message=exc.message))
+
+    async def _spawn(self, req: reg.SpawnAgent, ctx: Context) -> reg.AgentIdentity:
+        key = _public_key(req.public_jwk)
+        check_proof(req.proof, key, typ=SPAWN_TYP, expect={
+            "spawn_id": req.spawn_id, "orchestrator": ctx.sender.sender, "tenant": ctx.tenant})
+        async with self.unit_of_work(ctx) as uow:
+            existing = await store.agent_by_spawn(uow.conn, ctx.tenant, req.spawn_id)
+            if existing is not None:
+                if existing.key_id != key.thumbprint or existing.orchestrator_id != ctx.sender.subject_id:
+                    raise Conflict("spawn id already used for another agent")
+                return existing  # the same spawn again: same answer, no second agent
+            tenant = await store.get_tenant(uow.conn, ctx.tenant)
+            orch = await store.get_orchestrator(uow.conn, ctx.sender.subject_id, for_update=True)
+            if tenant is None or orch is None or orch.tenant != ctx.tenant:
+                raise Forbidden("orchestrator is not registered in this tenant")
+            lifetime = self._check_authority(req, orch.authority)
+            if await store.live_agents_of(uow.conn, orch.orchestrator_id) >= orch.authority.max_live_agents:
+                raise QuotaExceeded("the orchestrator has reached its quota of live agents")
+            if await store.live_agent_with_key(uow.conn, key.thumbprint) is not None:
+                raise KeyInUse("this key belongs to a live agent")
+            now = _now()
+            expires = now + timedelta(seconds=lifetime)
+            if req.parent_agent_id is not None:
+                parent = await store.get_agent(uow.conn, ctx.tenant, req.parent_agent_id)
+                if parent is None or parent.status != "active" or parent.expires_at <= now:
+                    raise Forbidden("parent agent is not an active agent of this tenant")
+                if parent.orchestrator_id != orch.orchestrator_id:
+                    raise Forbidden("parent agent belongs to another orchestrator")
+                expires = min(expires, parent.expires_at)  # a sub-agent never outlives its parent
+            aid = new_agent_id()
+            agent = reg.AgentIdentity(
+                agent_id=aid, tenant=ctx.tenant, trust_domain=tenant.trust_domain,
+                spiffe_id=f"spiffe://{tenant.trust_domain}/agent/{aid}", did=key.did,
+                public_jwk=key.jwk(), key_id=key.thumbprint, orchestrator_id=orch.orchestrator_id,
+                parent_agent_id=req.parent_agent_id, spawn_id=req.spawn_id, purpose=req.purpose,
+                model=req.model, tools=req.tools, tier=req.tier, data_class=req.data_class,
+                controller=req.controller, status="active", created_at=now, expires_at=expires,
+            )
+            await store.insert_agent(uow.conn, agent)
+            await uow.emit(sub.AGENT_REGISTERED, ctx.tenant,
+                           reg.AgentRegistered(spawn_id=req.spawn_id, agent=agent))
+        telemetry.trace.get_current_span().set_attributes(telemetry.identity_attributes(
+            tenant=ctx.tenant, agent_id=aid, spiffe_id=agent.spiffe_id, did=agent.did))
+        return agent
+
+    @staticmethod
+    def _check_authority(req: reg.SpawnAgent, authority: reg.Authority) -> int:
+        if req.tier not in authority.tiers:
+            raise AuthorityExceeded(f"orchestrator may not spawn tier {req.tier!r}")
+        if req.purpose not in authority.purposes:
+            raise AuthorityExceeded("orchestrator may not spawn agents for this purpose")
+        if req.data_class not in authority.data_classes:
+            raise AuthorityExceeded(f"orchestrator may not spawn data class {req.data_class!r}")
+        lifetime = req.lifetime_s or authority.max_lifetime_s
+        if lifetime > authority.max_lifetime_s:
+            raise AuthorityExceeded("requested lifetime exceeds the orchestrator's maximum")
+        return lifetime
+
+    # -- reads and exit ------------------------------------------------------------------------
+    async def get_agent(self, req: reg.GetAgent, ctx: Context) -> reg.AgentIdentity:
+        agent = await store.get_agent(self.pool, ctx.tenant, req.agent_id)
+        if agent is None:
+            raise NotFound("no such agent")
+        return agent
+
+    async def exit_agent(self, req: reg.ExitAgent, ctx: Context) -> reg.AgentIdentity:
+        async with self.unit_of_work(ctx) as uow:
+            agent = await store.get_agent(uow.conn, ctx.tenant, req.agent_id)
+            if agent is None:
+                raise NotFound("no such agent")
+            self._may_end(agent, ctx)
+            now = _now()
+            if await store.end_agent(uow.conn, ctx.tenant, agent.agent_id, status="exited",
+                                     reason=req.reason, at=now) is not None:
+                await uow.emit(sub.AGENT_EXITED, ctx.tenant, reg.AgentExited(
+                    agent_id=agent.agent_id, spiffe_id=agent.spiffe_id, did=agent.did, status="exited",
+                    reason=req.reason, by=ctx.sender.sender, at=now))
+            return await store.get_agent(uow.conn, ctx.tenant, agent.agent_id)  # type: ignore[return-value]
+
+    @staticmethod
+    def _may_end(agent: reg.AgentIdentity, ctx: Context) -> None:
+        """An agent may end itself; an orchestrator the agents it spawned; an operator any agent."""
+        sender = ctx.sender
+        if sender.kind == "operator":
+            return
+        if sender.kind == "agent" and sender.subject_id == agent.agent_id:
+            return
+        if sender.kind == "orchestrator" and sender.subject_id == agent.orchestrator_id:
+            return
+        raise Forbidden("only the agent, its orchestrator or an operator may end it")
