@@ -173,6 +173,21 @@ async def cmd_contracts_export(args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
+async def cmd_keyring_create(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.keyring import Keyring
+
+    path = Path(args.out) if args.out else settings.keyring_path
+    if path.exists():
+        print(f"{path} exists; not overwriting", file=sys.stderr)
+        return 1
+    ring = Keyring.generate(operators=args.operators or ["admin"])
+    ring.save(path)
+    if args.public:
+        Path(args.public).write_text(json.dumps(ring.public(), indent=2))
+    print(f"keyring written to {path} (mode 0600)")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentid", description="The identity layer for AI agents.")
@@ -209,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     oa.add_argument("--data-classes", default="internal", help="comma-separated data classes")
     oa.add_argument("--max-lifetime", type=int, default=86_400, help="maximum agent lifetime (s)")
     oa.add_argument("--max-live", type=int, default=100, help="quota of live agents")
+
+    keyring = cmds.add_parser("keyring", help="deployment keys").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    kc = add("create", cmd_keyring_create, "create service and operator keys and a key-encryption key", keyring)
+    kc.add_argument("--out", help="file (default: AGENTID_KEYRING or DATA_DIR/keyring.json)")
+    kc.add_argument("--public", help="also write the public part (for clients) to this file")
+    kc.add_argument("--operators", nargs="*", help="operator names (default: admin)")
 
     contracts = cmds.add_parser("contracts", help="wire contracts").add_subparsers(dest="sub", required=True, metavar="ACTION")
     ce = add("export", cmd_contracts_export, "regenerate JSON Schemas and the AsyncAPI document", contracts)

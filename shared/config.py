@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     nats_prefix: str = Field("agentid", pattern=r"^[A-Za-z0-9_-]+$",
                              description="First subject token; lets deployments share one NATS")
     keyring: Path | None = Field(None, description="Service and operator keys (default DATA_DIR/keyring.json)")
-    http_port: int | None = Field(None, description="Gateway port; unset: a free port")
     max_skew_s: float = Field(30.0, gt=0, le=300, description="Accepted message timestamp skew")
     replay_backend: Literal["kv", "memory"] = Field("kv", description="Message-id replay cache")
     stream_max_age_s: float = Field(7 * 86_400, gt=0, description="Event retention in JetStream")

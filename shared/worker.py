@@ -261,6 +261,15 @@ class Worker:
         )
         await self.bus.js.add_consumer(stream, config)
         psub = await self.bus.js.pull_subscribe_bind(durable=spec.durable, stream=stream)
+        try:
+            await self._pull(psub, spec, stop)
+        finally:
+            try:
+                await psub.unsubscribe()  # else draining the connection waits on it
+            except Exception:
+                pass
+
+    async def _pull(self, psub: Any, spec: Subscription, stop: asyncio.Event) -> None:
         handlers = {t.name: h for t, h in spec.handlers.items()}
         delay = 0.1
         while not stop.is_set():
