@@ -7,12 +7,13 @@
                                     data_class="confidential", controller={"type": "user", "id": "alice"})
 """
 
+from agentid.agent import Agent
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from agentid.orchestrator import Orchestrator
 from contracts.registration import AgentIdentity, Controller, Model, Tool
 from shared.errors import AgentidError
 
-__all__ = ["AgentIdentity", "AgentKey", "AgentidError", "Controller", "Deployment", "Model",
+__all__ = ["Agent", "AgentIdentity", "AgentKey", "AgentidError", "Controller", "Deployment", "Model",
            "Orchestrator", "Tool"]
 __version__ = "0.1.0"

@@ -158,6 +158,83 @@ async def cmd_orchestrator_add(args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
+def _tenant(args: argparse.Namespace) -> str:
+    import os
+
+    tenant = getattr(args, "tenant", None) or os.environ.get("AGENTID_TENANT")
+    if not tenant:
+        raise SystemExit("error: --tenant (or AGENTID_TENANT) is required")
+    return tenant
+
+
+async def _operator_request(settings: Settings, route: Any, tenant: str, body: Any) -> Any:
+    from agentid.operator import operator_bus
+
+    bus = await operator_bus(settings)
+    try:
+        return await bus.request(route, tenant, body)
+    finally:
+        await bus.drain()
+
+
+async def cmd_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    bundle = await _operator_request(settings, sub.GET_BUNDLE, _tenant(args), reg.GetBundle())
+    print(json.dumps(bundle.jwks, indent=2))
+    return 0
+
+
+async def cmd_agent_list(args: argparse.Namespace, settings: Settings) -> int:
+    from agentid.operator import dump
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    page = await _operator_request(settings, sub.LIST_AGENTS, _tenant(args), reg.ListAgents(
+        status=args.status, limit=args.limit, after=args.after))
+    if args.json:
+        print(dump(page))
+        return 0
+    for a in page.agents:
+        print(f"{a.agent_id}  {a.status:8}  {a.tier:10} {a.purpose:24} {a.spiffe_id}")
+    if page.next_after:
+        print(f"(more: --after {page.next_after})")
+    return 0
+
+
+async def cmd_agent_show(args: argparse.Namespace, settings: Settings) -> int:
+    from agentid.operator import dump
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    print(dump(await _operator_request(settings, sub.GET_AGENT, _tenant(args), reg.GetAgent(agent_id=args.id))))
+    return 0
+
+
+async def cmd_agent_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    result = await _operator_request(settings, sub.REVOKE_AGENT, _tenant(args),
+                                     reg.RevokeAgent(agent_id=args.id, reason=args.reason))
+    for agent_id in result.revoked:
+        print(f"revoked {agent_id}")
+    if not result.revoked:
+        print("nothing to revoke: the agent was not active")
+    return 0
+
+
+async def cmd_ca_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    bundle = await _operator_request(settings, sub.ROTATE_AUTHORITIES, _tenant(args),
+                                     reg.RotateAuthorities(reason=args.reason))
+    print(json.dumps(bundle.jwks, indent=2))
+    return 0
+
+
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -224,6 +301,29 @@ def build_parser() -> argparse.ArgumentParser:
     oa.add_argument("--data-classes", default="internal", help="comma-separated data classes")
     oa.add_argument("--max-lifetime", type=int, default=86_400, help="maximum agent lifetime (s)")
     oa.add_argument("--max-live", type=int, default=100, help="quota of live agents")
+
+    bd = add("bundle", cmd_bundle, "print a tenant's SPIFFE trust bundle (JWKS)")
+    bd.add_argument("--tenant", help="tenant (default: AGENTID_TENANT)")
+
+    agent = cmds.add_parser("agent", help="inspect and revoke agents").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    al = add("list", cmd_agent_list, "list a tenant's agents", agent)
+    al.add_argument("--tenant")
+    al.add_argument("--status", choices=["active", "exited", "revoked", "expired"])
+    al.add_argument("--limit", type=int, default=100)
+    al.add_argument("--after", help="paging cursor from the previous page")
+    al.add_argument("--json", action="store_true")
+    ash = add("show", cmd_agent_show, "show one agent's identity and latest SVID", agent)
+    ash.add_argument("id")
+    ash.add_argument("--tenant")
+    ar = add("revoke", cmd_agent_revoke, "kill switch: revoke an agent and all its sub-agents", agent)
+    ar.add_argument("id")
+    ar.add_argument("--tenant")
+    ar.add_argument("--reason", default="revoked by operator")
+
+    ca = cmds.add_parser("ca", help="tenant signing authorities").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    cr = add("rotate", cmd_ca_rotate, "rotate the tenant CA and JWT-SVID key (old ones overlap)", ca)
+    cr.add_argument("--tenant")
+    cr.add_argument("--reason", default="scheduled rotation")
 
     keyring = cmds.add_parser("keyring", help="deployment keys").add_subparsers(dest="sub", required=True, metavar="ACTION")
     kc = add("create", cmd_keyring_create, "create service and operator keys and a key-encryption key", keyring)

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from agentid.agent import Agent
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from agentid.operator import Target, locate, operator_bus
@@ -38,6 +39,14 @@ class DemoContext:
     operator: Bus
     say: Callable[[str], None]
     report: dict[str, Any] = field(default_factory=dict)
+    agents: list[Agent] = field(default_factory=list)
+    orchestrator: Orchestrator | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        return Deployment.from_json({
+            "nats_url": self.target.nats_url, "nats_prefix": self.target.nats_prefix,
+            "http_url": self.target.http_url, "keyring": self.keyring.public()})
 
 
 @contextlib.asynccontextmanager
@@ -62,11 +71,16 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> dict[st
     async with _deployment(settings, say) as (local, target):
         keyring = Keyring.load(local.keyring_path)
         operator = await operator_bus(local, target=target, keyring=keyring)
+        ctx = DemoContext(local, target, keyring, operator, say)
         try:
-            ctx = DemoContext(local, target, keyring, operator, say)
             await spawn_agents(ctx)
+            await workload_identity(ctx)
             return ctx.report
         finally:
+            for agent in ctx.agents:
+                await agent.close()
+            if ctx.orchestrator is not None:
+                await ctx.orchestrator.close()
             await operator.drain()
 
 
@@ -86,32 +100,45 @@ async def spawn_agents(ctx: DemoContext) -> None:
         "orchestrator": {"id": orch.orchestrator_id, "spiffe_id": orch.spiffe_id},
         "agents": [],
     })
-    deployment = Deployment.from_json({
-        "nats_url": ctx.target.nats_url, "nats_prefix": ctx.target.nats_prefix,
-        "http_url": ctx.target.http_url, "keyring": ctx.keyring.public()})
-    async with await Orchestrator.connect(tenant=TENANT, orchestrator_id=orch.orchestrator_id,
-                                          spiffe_id=orch.spiffe_id, key=orch_key,
-                                          deployment=deployment) as orchestrator:
-        specs = [
-            dict(purpose="loan-decisions", tier="high", data_class="confidential",
-                 model={"name": "credit-llm", "version": "2026.10",
-                        "digest": "sha256:" + "ab" * 32},
-                 tools=[{"name": "credit-bureau", "version": "3.2"}],
-                 controller={"type": "user", "id": "alice@bank.example", "display_name": "Alice"}),
-            dict(purpose="document-research", tier="standard", data_class="internal",
-                 model={"name": "research-llm", "version": "1.4"},
-                 tools=[{"name": "search", "version": "1.0"}],
-                 controller={"type": "service", "id": "loan-desk"}),
-        ]
-        for spec in specs:
-            key = AgentKey.generate()
-            agent = await orchestrator.spawn(key, **spec)
-            say(f"Spawned {agent.agent_id} ({agent.purpose}, tier {agent.tier})\n"
-                f"  SPIFFE ID {agent.spiffe_id}\n  DID       {agent.did}")
-            ctx.report["agents"].append({
-                "id": agent.agent_id, "spiffe_id": agent.spiffe_id, "did": agent.did,
-                "public_jwk": agent.public_jwk,
-            })
+    orchestrator = await Orchestrator.connect(tenant=TENANT, orchestrator_id=orch.orchestrator_id,
+                                              spiffe_id=orch.spiffe_id, key=orch_key, deployment=ctx.deployment)
+    ctx.orchestrator = orchestrator
+    specs = [
+        dict(purpose="loan-decisions", tier="high", data_class="confidential",
+             model={"name": "credit-llm", "version": "2026.10", "digest": "sha256:" + "ab" * 32},
+             tools=[{"name": "credit-bureau", "version": "3.2"}],
+             controller={"type": "user", "id": "alice@bank.example", "display_name": "Alice"}),
+        dict(purpose="document-research", tier="standard", data_class="internal",
+             model={"name": "research-llm", "version": "1.4"},
+             tools=[{"name": "search", "version": "1.0"}],
+             controller={"type": "service", "id": "loan-desk"}),
+    ]
+    for spec in specs:
+        # ES256 keys: their SVIDs also work with AWS IAM Roles Anywhere (which signs with ECDSA or RSA).
+        key = AgentKey.generate("ES256")
+        identity = await orchestrator.spawn(key, **spec)
+        say(f"Spawned {identity.agent_id} ({identity.purpose}, tier {identity.tier})\n"
+            f"  SPIFFE ID {identity.spiffe_id}\n  DID       {identity.did}")
+        ctx.agents.append(await Agent.connect(identity, key, deployment=ctx.deployment, renew=False))
+        ctx.report["agents"].append({
+            "id": identity.agent_id, "spiffe_id": identity.spiffe_id, "did": identity.did,
+            "public_jwk": identity.public_jwk,
+        })
+
+
+async def workload_identity(ctx: DemoContext) -> None:
+    """Each agent's X.509-SVID and a JWT-SVID, and the bundle that verifies them."""
+    bundle = await ctx.agents[0].bundle()
+    ctx.report["trust_bundle"] = bundle.jwks
+    for agent, entry in zip(ctx.agents, ctx.report["agents"]):
+        assert agent.svid is not None
+        audience = f"spiffe://{agent.identity.trust_domain}/tool/ledger"
+        entry["x509_svid_pem"] = agent.svid.cert_pem
+        entry["x509_chain_pem"] = "".join(agent.svid.chain_pem)
+        entry["jwt_svid"] = await agent.jwt_svid(audience)
+        ctx.say(f"{agent.agent_id}: X.509-SVID serial {agent.svid.serial} until {agent.svid.not_after:%H:%M:%S}Z, "
+                f"JWT-SVID for {audience}")
+    ctx.say(f"Trust bundle: {len(bundle.jwks['keys'])} keys, sequence {bundle.sequence}")
 
 
 def to_json(report: dict[str, Any]) -> bytes:

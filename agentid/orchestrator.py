@@ -120,5 +120,18 @@ class Orchestrator:
         return await self.bus.request(sub.GET_AGENT, self.tenant, reg.GetAgent(agent_id=agent_id))
 
     async def exit(self, agent_id: str, reason: str = "exited") -> reg.AgentIdentity:
-        """Retire an agent this orchestrator spawned."""
+        """Retire an agent this orchestrator spawned (and its sub-agents)."""
         return await self.bus.request(sub.EXIT_AGENT, self.tenant, reg.ExitAgent(agent_id=agent_id, reason=reason))
+
+    async def revoke(self, agent_id: str, reason: str = "revoked") -> list[str]:
+        """Kill switch: revoke an agent and every sub-agent below it; returns the ids revoked."""
+        result = await self.bus.request(sub.REVOKE_AGENT, self.tenant, reg.RevokeAgent(agent_id=agent_id, reason=reason))
+        return list(result.revoked)
+
+    async def list(self, *, status: str | None = None, limit: int = 100, after: str | None = None) -> reg.AgentList:
+        return await self.bus.request(sub.LIST_AGENTS, self.tenant,
+                                      reg.ListAgents(status=status, limit=limit, after=after))  # type: ignore[arg-type]
+
+    async def bundle(self) -> reg.TrustBundle:
+        """The tenant's SPIFFE trust bundle (X.509 CAs and JWT-SVID keys)."""
+        return await self.bus.request(sub.GET_BUNDLE, self.tenant, reg.GetBundle())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from contracts.types import (
-    Count, Digest, Id, Jwk, Jws, Name, Seconds, Struct, TenantId, Text, Token, TrustDomain, Uri,
+    Count, Digest, Id, Jwk, Jws, Name, Pem, Seconds, Struct, TenantId, Text, Token, TrustDomain, Uri,
 )
 
 
@@ -95,6 +95,17 @@ class SpawnAgent(Struct, kw_only=True):
 AgentStatus = Literal["active", "exited", "revoked", "expired"]
 
 
+class X509Svid(Struct, kw_only=True):
+    """An X.509-SVID certifying the agent's own key (PEM), and its chain (leaf, then intermediates)."""
+
+    spiffe_id: Uri
+    cert_pem: Pem
+    chain_pem: Annotated[list[Pem], msgspec.Meta(max_length=8)]
+    serial: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{1,40}$")]
+    not_before: datetime
+    not_after: datetime
+
+
 class AgentIdentity(Struct, kw_only=True):
     """An agent's identity as registration knows it."""
 
@@ -119,6 +130,7 @@ class AgentIdentity(Struct, kw_only=True):
     expires_at: datetime
     ended_at: datetime | None = None
     end_reason: Text | None = None
+    svid: X509Svid | None = None  # the latest X.509-SVID issued to the agent
 
 
 class GetAgent(Struct, kw_only=True):
@@ -128,6 +140,64 @@ class GetAgent(Struct, kw_only=True):
 class ExitAgent(Struct, kw_only=True):
     agent_id: Id
     reason: Text = "exited"
+
+
+class RevokeAgent(Struct, kw_only=True):
+    """The kill switch: the agent and every sub-agent below it, at once."""
+
+    agent_id: Id
+    reason: Text = "revoked"
+
+
+class RevokedAgents(Struct, kw_only=True):
+    revoked: list[Id]
+
+
+class ListAgents(Struct, kw_only=True):
+    status: AgentStatus | None = None
+    orchestrator_id: Id | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    after: Id | None = None  # paging cursor: the last agent id of the previous page
+
+
+class AgentList(Struct, kw_only=True):
+    agents: list[AgentIdentity]
+    next_after: Id | None = None
+
+
+class RenewSvid(Struct, kw_only=True):
+    """A fresh X.509-SVID; `proof` is a new renewal proof made with the agent's key."""
+
+    agent_id: Id
+    proof: Jws
+
+
+class IssueJwtSvid(Struct, kw_only=True):
+    audience: Annotated[list[Uri], msgspec.Meta(min_length=1, max_length=8)]
+    lifetime_s: Annotated[int, msgspec.Meta(ge=1, le=300)] = 300
+
+
+class JwtSvid(Struct, kw_only=True):
+    token: Jws
+    spiffe_id: Uri
+    audience: list[Uri]
+    expires_at: datetime
+
+
+class GetBundle(Struct, kw_only=True):
+    pass
+
+
+class TrustBundle(Struct, kw_only=True):
+    """The SPIFFE trust bundle of the tenant's trust domain (a JWKS with SPIFFE members)."""
+
+    trust_domain: TrustDomain
+    jwks: dict[str, Any]
+    sequence: int
+
+
+class RotateAuthorities(Struct, kw_only=True):
+    reason: Text = "scheduled rotation"
 
 
 # --- events -------------------------------------------------------------------------------
@@ -151,6 +221,20 @@ class AgentSpawnRejected(Struct, kw_only=True):
     orchestrator_id: Id
     code: str
     message: Text
+
+
+class AgentRenewed(Struct, kw_only=True):
+    agent_id: Id
+    spiffe_id: Uri
+    serial: str
+    not_after: datetime
+
+
+class AuthoritiesRotated(Struct, kw_only=True):
+    trust_domain: TrustDomain
+    sequence: int
+    reason: Text
+    at: datetime
 
 
 class AgentExited(Struct, kw_only=True):

@@ -124,7 +124,20 @@ GET_AGENT = Route("registration", "get", reg.GetAgent, reg.AgentIdentity, ANY_PA
                   "Read one agent's identity.")
 EXIT_AGENT = Route("registration", "exit", reg.ExitAgent, reg.AgentIdentity,
                    frozenset({"operator", "orchestrator", "agent"}),
-                   "Retire an agent's identity.")
+                   "Retire an agent's identity (and its sub-agents').")
+REVOKE_AGENT = Route("registration", "revoke", reg.RevokeAgent, reg.RevokedAgents,
+                     frozenset({"operator", "orchestrator"}),
+                     "Kill switch: revoke an agent and every sub-agent below it in one step.")
+LIST_AGENTS = Route("registration", "list", reg.ListAgents, reg.AgentList, frozenset({"operator", "orchestrator"}),
+                    "List a tenant's agents (an orchestrator sees its own).")
+RENEW_SVID = Route("registration", "renew", reg.RenewSvid, reg.X509Svid, frozenset({"agent", "orchestrator"}),
+                   "Issue a fresh X.509-SVID against a fresh proof of possession.")
+ISSUE_JWT_SVID = Route("registration", "jwt_svid", reg.IssueJwtSvid, reg.JwtSvid, frozenset({"agent"}),
+                       "Issue a JWT-SVID (ES256, 5 minutes at most) for the calling agent.")
+GET_BUNDLE = Route("registration", "bundle", reg.GetBundle, reg.TrustBundle, ANY_PARTY,
+                   "The tenant's SPIFFE trust bundle.")
+ROTATE_AUTHORITIES = Route("registration", "rotate_authorities", reg.RotateAuthorities, reg.TrustBundle, OPS,
+                           "Rotate the tenant CA and JWT-SVID key; old ones stay in the bundle while needed.")
 
 # --- events -----------------------------------------------------------------------------------
 SPAWN_REQUESTED = Topic("agent", "spawn_requested", reg.SpawnAgent, "orchestrator",
@@ -136,13 +149,20 @@ AGENT_REGISTERED = Topic("agent", "registered", reg.AgentRegistered, "registrati
                          "An agent has an identity.")
 AGENT_SPAWN_REJECTED = Topic("agent", "spawn_rejected", reg.AgentSpawnRejected, "registration",
                              "A spawn_requested event was refused.")
+AGENT_RENEWED = Topic("agent", "renewed", reg.AgentRenewed, "registration",
+                      "An agent received a fresh X.509-SVID.")
+AUTHORITIES_ROTATED = Topic("authorities", "rotated", reg.AuthoritiesRotated, "registration",
+                            "A tenant's CA and JWT-SVID key were rotated.")
 AGENT_EXITED = Topic("agent", "exited", reg.AgentExited, "registration",
                      "An agent's identity is retired (exited, revoked or expired).")
 
-ROUTES: tuple[Route, ...] = (CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT)
+ROUTES: tuple[Route, ...] = (
+    CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT, REVOKE_AGENT, LIST_AGENTS, RENEW_SVID,
+    ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES,
+)
 TOPICS: tuple[Topic, ...] = (
     SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
-    AGENT_EXITED,
+    AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED,
 )
 
 _TOPICS_BY_NAME = {t.name: t for t in TOPICS}

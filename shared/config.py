@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     concurrency: int = Field(64, ge=1, description="In-flight requests per worker")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight work gets on SIGTERM")
     db_pool_size: int = Field(10, ge=1, description="Postgres connections per worker")
+    svid_lifetime_s: int = Field(3600, ge=60, le=86_400, description="X.509-SVID lifetime")
+    ca_lifetime_s: int = Field(365 * 86_400, ge=86_400, description="Tenant CA and JWT-SVID key lifetime")
+    expiry_sweep_s: float = Field(5.0, gt=0, description="How often agents past their lifetime are expired")
 
     @property
     def keyring_path(self) -> Path:

@@ -13,7 +13,9 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 
+from agentid.agent import Agent
 from agentid.deployment import Deployment
+from agentid.keys import AgentKey
 from agentid.orchestrator import Orchestrator
 from contracts import headers as H
 from contracts import registration as reg
@@ -93,6 +95,12 @@ class Harness:
         tenant = f"t{secrets.token_hex(5)}"
         await self.operator.request(sub.CREATE_TENANT, tenant, reg.CreateTenant())
         return tenant
+
+    async def new_agent(self, orch: Orchestrator, *, alg: str = "EdDSA", **fields: Any) -> tuple[Agent, AgentKey]:
+        """Spawn an agent and connect as it (no background renewal unless asked)."""
+        key = AgentKey.generate(alg)  # type: ignore[arg-type]
+        identity = await orch.spawn(key, **{**SPAWN_FIELDS, **fields})
+        return await Agent.connect(identity, key, deployment=self.deployment, renew=False), key
 
     async def new_orchestrator(self, tenant: str, authority: reg.Authority = DEFAULT_AUTHORITY,
                                ) -> tuple[Orchestrator, reg.OrchestratorRecord, PrivateKey]:

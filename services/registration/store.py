@@ -6,8 +6,11 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from contracts.registration import (
-    AgentIdentity, Authority, Controller, Model, OrchestratorRecord, TenantRecord, Tool,
+    AgentIdentity, Authority, Controller, Model, OrchestratorRecord, TenantRecord, Tool, X509Svid,
 )
 
 S = "registration"
@@ -64,6 +67,9 @@ async def orchestrator_by_spiffe(conn: asyncpg.Connection | asyncpg.Pool, spiffe
 
 
 def _agent(row: asyncpg.Record, trust_domain: str) -> AgentIdentity:
+    svid = None
+    if "svid_der" in row.keys() and row["svid_der"] is not None:
+        svid = svid_struct(row["spiffe_id"], row["svid_der"])
     return AgentIdentity(
         agent_id=row["id"], tenant=row["tenant"], trust_domain=trust_domain, spiffe_id=row["spiffe_id"],
         did=row["did"], public_jwk=row["public_jwk"], key_id=row["key_id"],
@@ -72,12 +78,24 @@ def _agent(row: asyncpg.Record, trust_domain: str) -> AgentIdentity:
         tools=msgspec.convert(row["tools"], list[Tool]), tier=row["tier"], data_class=row["data_class"],
         controller=msgspec.convert(row["controller"], Controller), status=row["status"],
         created_at=row["created_at"], expires_at=row["expires_at"], ended_at=row["ended_at"],
-        end_reason=row["end_reason"],
+        end_reason=row["end_reason"], svid=svid,
     )
 
 
-_AGENT_SELECT = (f"SELECT a.*, t.trust_domain FROM {S}.agents a"
-                 f" JOIN {S}.tenants t ON t.tenant = a.tenant")
+def svid_struct(spiffe_id: str, cert_der: bytes) -> X509Svid:
+    """The SVID as sent: the tenant CA signs leaves directly, so the chain is the leaf alone
+    (the CA is the trust anchor, in the bundle)."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    leaf = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return X509Svid(spiffe_id=spiffe_id, cert_pem=leaf, chain_pem=[leaf], serial=f"{cert.serial_number:x}",
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
+
+
+# The agent with its tenant's trust domain and its latest SVID.
+_AGENT_SELECT = (f"SELECT a.*, t.trust_domain, sv.cert_der AS svid_der"
+                 f" FROM {S}.agents a JOIN {S}.tenants t ON t.tenant = a.tenant"
+                 f" LEFT JOIN LATERAL (SELECT cert_der FROM {S}.svids s WHERE s.agent_id = a.id"
+                 "   ORDER BY s.issued_at DESC LIMIT 1) sv ON true")
 
 
 async def get_agent(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, agent_id: str) -> AgentIdentity | None:
@@ -126,3 +144,88 @@ async def end_agent(conn: asyncpg.Connection, tenant: str, agent_id: str, *, sta
         " WHERE tenant = $1 AND id = $2 AND status = 'active' RETURNING id",
         tenant, agent_id, status, at, reason)
 
+
+
+# -- authorities and SVIDs -----------------------------------------------------------------------
+async def insert_authority(conn: asyncpg.Connection, *, id: str, tenant: str, kind: str, public_jwk: dict,
+                           key_id: str, cert_der: bytes | None, sealed_key: bytes, not_after: datetime) -> None:
+    await conn.execute(
+        f"INSERT INTO {S}.authorities(id, tenant, kind, public_jwk, key_id, cert_der, sealed_key, status,"
+        " not_after) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8)",
+        id, tenant, kind, public_jwk, key_id, cert_der, sealed_key, not_after)
+
+
+async def active_authority(conn: asyncpg.Connection, tenant: str, kind: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT * FROM {S}.authorities WHERE tenant = $1 AND kind = $2 AND status = 'active'", tenant, kind)
+
+
+async def retire_authorities(conn: asyncpg.Connection, tenant: str, at: datetime) -> None:
+    await conn.execute(
+        f"UPDATE {S}.authorities SET status = 'retired', retired_at = $2 WHERE tenant = $1 AND status = 'active'",
+        tenant, at)
+
+
+async def bundle_authorities(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, now: datetime,
+                             jwt_overlap_s: int) -> list[asyncpg.Record]:
+    """Authorities a verifier still needs: the active ones, a retired CA until the last SVID it
+    signed expires, a retired JWT key until the longest JWT-SVID it could have signed expires."""
+    return await conn.fetch(
+        f"SELECT * FROM {S}.authorities WHERE tenant = $1 AND not_after > $2 AND ("
+        " status = 'active'"
+        " OR (kind = 'x509' AND issued_until > $2)"
+        " OR (kind = 'jwt' AND retired_at + make_interval(secs => $3) > $2))"
+        " ORDER BY created_at", tenant, now, jwt_overlap_s)
+
+
+async def bump_bundle_sequence(conn: asyncpg.Connection, tenant: str) -> int:
+    return await conn.fetchval(
+        f"UPDATE {S}.tenants SET bundle_sequence = bundle_sequence + 1 WHERE tenant = $1 RETURNING bundle_sequence",
+        tenant)
+
+
+async def bundle_sequence(conn: asyncpg.Connection | asyncpg.Pool, tenant: str) -> int:
+    return await conn.fetchval(f"SELECT bundle_sequence FROM {S}.tenants WHERE tenant = $1", tenant)
+
+
+async def insert_svid(conn: asyncpg.Connection, *, serial: str, tenant: str, agent_id: str, authority_id: str,
+                      cert_der: bytes, not_before: datetime, not_after: datetime) -> None:
+    await conn.execute(
+        f"INSERT INTO {S}.svids(serial, tenant, agent_id, authority_id, cert_der, not_before, not_after)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)", serial, tenant, agent_id, authority_id, cert_der, not_before,
+        not_after)
+    await conn.execute(
+        f"UPDATE {S}.authorities SET issued_until = GREATEST(coalesce(issued_until, $2), $2) WHERE id = $1",
+        authority_id, not_after)
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+async def list_agents(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, *, status: str | None,
+                      orchestrator_id: str | None, after: str | None, limit: int) -> list[AgentIdentity]:
+    rows = await conn.fetch(
+        f"{_AGENT_SELECT} WHERE a.tenant = $1 AND ($2::text IS NULL OR a.status = $2)"
+        " AND ($3::text IS NULL OR a.orchestrator_id = $3) AND ($4::text IS NULL OR a.id > $4)"
+        " ORDER BY a.id LIMIT $5", tenant, status, orchestrator_id, after, limit)
+    return [_agent(r, r["trust_domain"]) for r in rows]
+
+
+async def end_subtree(conn: asyncpg.Connection, tenant: str, agent_id: str, *, status: str, reason: str,
+                      child_reason: str, at: datetime) -> list[asyncpg.Record]:
+    """End an agent and every active descendant in one statement; returns the rows it ended."""
+    return await conn.fetch(
+        f"WITH RECURSIVE tree(id) AS ("
+        f"  SELECT id FROM {S}.agents WHERE tenant = $1 AND id = $2"
+        f"  UNION SELECT a.id FROM {S}.agents a JOIN tree t ON a.parent_agent_id = t.id)"
+        f" UPDATE {S}.agents a SET status = $3, ended_at = $4,"
+        "   end_reason = CASE WHEN a.id = $2 THEN $5 ELSE $6 END"
+        " FROM tree WHERE a.id = tree.id AND a.status = 'active'"
+        " RETURNING a.id, a.spiffe_id, a.did, a.end_reason",
+        tenant, agent_id, status, at, reason, child_reason)
+
+
+async def expire_due(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"UPDATE {S}.agents SET status = 'expired', ended_at = expires_at, end_reason = 'lifetime ended'"
+        f" WHERE id IN (SELECT id FROM {S}.agents WHERE status = 'active' AND expires_at <= $1"
+        "   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, tenant, spiffe_id, did, ended_at", now, limit)

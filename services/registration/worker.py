@@ -7,20 +7,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from contracts import registration as reg
 from contracts import subjects as sub
 from services.registration import store
+from services.registration.authorities import Authorities
 from services.registration.senders import RegisteredSenders
 from shared.errors import (
-    AgentidError, AuthorityExceeded, Conflict, Forbidden, InvalidRequest, KeyInUse, NotFound,
-    QuotaExceeded, ReplayError, Unavailable,
+    AgentidError, AgentInactive, AuthorityExceeded, Conflict, Forbidden, InvalidRequest, KeyInUse,
+    NotFound, QuotaExceeded, ReplayError, Unavailable,
 )
 from shared.ids import agent_id as new_agent_id
 from shared.ids import orchestrator_id as new_orchestrator_id
 from shared.keys import InvalidKey, PublicKey
-from shared.possession import SPAWN_TYP, check_proof
+from shared.possession import RENEW_TYP, SPAWN_TYP, check_proof
 from shared import telemetry
 from shared.worker import Context, Subscription, Worker
+
+import asyncio
+import logging
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:
@@ -46,6 +54,12 @@ class RegistrationWorker(Worker):
             sub.SPAWN: self.spawn,
             sub.GET_AGENT: self.get_agent,
             sub.EXIT_AGENT: self.exit_agent,
+            sub.REVOKE_AGENT: self.revoke_agent,
+            sub.LIST_AGENTS: self.list_agents,
+            sub.RENEW_SVID: self.renew_svid,
+            sub.ISSUE_JWT_SVID: self.issue_jwt_svid,
+            sub.GET_BUNDLE: self.get_bundle,
+            sub.ROTATE_AUTHORITIES: self.rotate_authorities,
         }
 
     def subscriptions(self) -> Sequence[Subscription]:
@@ -53,6 +67,33 @@ class RegistrationWorker(Worker):
 
     def senders(self) -> RegisteredSenders:
         return RegisteredSenders(self.pool)
+
+    async def on_start(self) -> None:
+        if self.keyring.kek is None:
+            raise RuntimeError("the keyring has no key-encryption key: registration cannot seal CA keys")
+        self.authorities = Authorities(self.keyring.kek, ca_lifetime_s=self.settings.ca_lifetime_s)
+
+    async def background(self, stop: asyncio.Event) -> None:
+        """Agents past their maximum lifetime expire by themselves, each with its event."""
+        while not stop.is_set():
+            try:
+                while await self.expire_due():
+                    pass
+            except Exception as exc:  # an outage pauses expiry; the next sweep catches up
+                log.warning("expiry sweep failed: %s", type(exc).__name__)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.expiry_sweep_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def expire_due(self) -> int:
+        async with self.unit_of_work() as uow:
+            rows = await store.expire_due(uow.conn, _now())
+            for r in rows:
+                await uow.emit(sub.AGENT_EXITED, r["tenant"], reg.AgentExited(
+                    agent_id=r["id"], spiffe_id=r["spiffe_id"], did=r["did"], status="expired",
+                    reason="lifetime ended", by=self.bus.signer.sender, at=r["ended_at"]))  # type: ignore[union-attr]
+        return len(rows)
 
     # -- tenants and orchestrators ----------------------------------------------------------
     async def create_tenant(self, req: reg.CreateTenant, ctx: Context) -> reg.TenantRecord:
@@ -64,6 +105,7 @@ class RegistrationWorker(Worker):
                 if existing is not None and existing.trust_domain == trust_domain:
                     return existing  # creating what exists is not an error
                 raise Conflict("tenant or trust domain already exists")
+            await self.authorities.create(uow.conn, ctx.tenant, trust_domain, created.created_at)
             await uow.emit(sub.TENANT_CREATED, ctx.tenant, reg.TenantCreated(
                 tenant=created.tenant, trust_domain=created.trust_domain, at=created.created_at))
         return created
@@ -141,6 +183,8 @@ class RegistrationWorker(Worker):
                 controller=req.controller, status="active", created_at=now, expires_at=expires,
             )
             await store.insert_agent(uow.conn, agent)
+            svid = await self.authorities.issue_svid(uow.conn, agent, self.settings.svid_lifetime_s, now)
+            agent = msgspec.structs.replace(agent, svid=svid)
             await uow.emit(sub.AGENT_REGISTERED, ctx.tenant,
                            reg.AgentRegistered(spawn_id=req.spawn_id, agent=agent))
         telemetry.trace.get_current_span().set_attributes(telemetry.identity_attributes(
@@ -168,18 +212,92 @@ class RegistrationWorker(Worker):
         return agent
 
     async def exit_agent(self, req: reg.ExitAgent, ctx: Context) -> reg.AgentIdentity:
+        """Retire an agent; its sub-agents cannot outlive it and are retired with it."""
+        await self._end(ctx, req.agent_id, status="exited", reason=req.reason, child_reason="parent exited")
+        agent = await store.get_agent(self.pool, ctx.tenant, req.agent_id)
+        assert agent is not None
+        return agent
+
+    async def revoke_agent(self, req: reg.RevokeAgent, ctx: Context) -> reg.RevokedAgents:
+        """The kill switch: the agent and every active descendant, revoked in one transaction."""
+        if ctx.sender.kind not in ("operator", "orchestrator"):
+            raise Forbidden("only an operator or the agent's orchestrator may revoke it")
+        ended = await self._end(ctx, req.agent_id, status="revoked", reason=req.reason,
+                                child_reason=f"parent {req.agent_id} revoked")
+        return reg.RevokedAgents(revoked=ended)
+
+    async def _end(self, ctx: Context, agent_id: str, *, status: str, reason: str, child_reason: str) -> list[str]:
         async with self.unit_of_work(ctx) as uow:
-            agent = await store.get_agent(uow.conn, ctx.tenant, req.agent_id)
+            agent = await store.get_agent(uow.conn, ctx.tenant, agent_id)
             if agent is None:
                 raise NotFound("no such agent")
             self._may_end(agent, ctx)
             now = _now()
-            if await store.end_agent(uow.conn, ctx.tenant, agent.agent_id, status="exited",
-                                     reason=req.reason, at=now) is not None:
+            rows = await store.end_subtree(uow.conn, ctx.tenant, agent_id, status=status, reason=reason,
+                                           child_reason=child_reason, at=now)
+            for r in rows:
                 await uow.emit(sub.AGENT_EXITED, ctx.tenant, reg.AgentExited(
-                    agent_id=agent.agent_id, spiffe_id=agent.spiffe_id, did=agent.did, status="exited",
-                    reason=req.reason, by=ctx.sender.sender, at=now))
-            return await store.get_agent(uow.conn, ctx.tenant, agent.agent_id)  # type: ignore[return-value]
+                    agent_id=r["id"], spiffe_id=r["spiffe_id"], did=r["did"], status=status,  # type: ignore[arg-type]
+                    reason=r["end_reason"], by=ctx.sender.sender, at=now))
+        return [r["id"] for r in rows]
+
+    async def list_agents(self, req: reg.ListAgents, ctx: Context) -> reg.AgentList:
+        orchestrator = req.orchestrator_id
+        if ctx.sender.kind == "orchestrator":
+            if orchestrator not in (None, ctx.sender.subject_id):
+                raise Forbidden("an orchestrator lists only its own agents")
+            orchestrator = ctx.sender.subject_id
+        agents = await store.list_agents(self.pool, ctx.tenant, status=req.status, orchestrator_id=orchestrator,
+                                         after=req.after, limit=req.limit)
+        return reg.AgentList(agents=agents, next_after=agents[-1].agent_id if len(agents) == req.limit else None)
+
+    # -- SVIDs and the bundle --------------------------------------------------------------------
+    async def renew_svid(self, req: reg.RenewSvid, ctx: Context) -> reg.X509Svid:
+        async with self.unit_of_work(ctx) as uow:
+            agent = await store.get_agent(uow.conn, ctx.tenant, req.agent_id)
+            if agent is None:
+                raise NotFound("no such agent")
+            if not ((ctx.sender.kind == "agent" and ctx.sender.subject_id == agent.agent_id)
+                    or (ctx.sender.kind == "orchestrator" and ctx.sender.subject_id == agent.orchestrator_id)):
+                raise Forbidden("only the agent or its orchestrator may renew its SVID")
+            now = _now()
+            if agent.status != "active" or agent.expires_at <= now:
+                raise AgentInactive(f"agent is {agent.status}")
+            # A fresh proof by the agent's own key: a renewal never rests on the bus signature alone.
+            check_proof(req.proof, PublicKey.from_jwk(agent.public_jwk), typ=RENEW_TYP,
+                        expect={"agent_id": agent.agent_id, "tenant": ctx.tenant})
+            svid = await self.authorities.issue_svid(uow.conn, agent, self.settings.svid_lifetime_s, now)
+            await uow.emit(sub.AGENT_RENEWED, ctx.tenant, reg.AgentRenewed(
+                agent_id=agent.agent_id, spiffe_id=agent.spiffe_id, serial=svid.serial, not_after=svid.not_after))
+        return svid
+
+    async def issue_jwt_svid(self, req: reg.IssueJwtSvid, ctx: Context) -> reg.JwtSvid:
+        async with self.outbox.pool.acquire() as conn:
+            agent = await store.get_agent(conn, ctx.tenant, ctx.sender.subject_id)
+            now = _now()
+            if agent is None or agent.status != "active" or agent.expires_at <= now:
+                raise AgentInactive("agent is not active")
+            token, expires = await self.authorities.mint_jwt_svid(conn, agent, list(req.audience), req.lifetime_s, now)
+        return reg.JwtSvid(token=token, spiffe_id=agent.spiffe_id, audience=list(req.audience), expires_at=expires)
+
+    async def get_bundle(self, req: reg.GetBundle, ctx: Context) -> reg.TrustBundle:
+        tenant = await store.get_tenant(self.pool, ctx.tenant)
+        if tenant is None:
+            raise NotFound("no such tenant")
+        return await self.authorities.bundle(self.pool, ctx.tenant, tenant.trust_domain)
+
+    async def rotate_authorities(self, req: reg.RotateAuthorities, ctx: Context) -> reg.TrustBundle:
+        async with self.unit_of_work(ctx) as uow:
+            tenant = await store.get_tenant(uow.conn, ctx.tenant)
+            if tenant is None:
+                raise NotFound("no such tenant")
+            now = _now()
+            await store.retire_authorities(uow.conn, ctx.tenant, now)
+            await self.authorities.create(uow.conn, ctx.tenant, tenant.trust_domain, now)
+            sequence = await store.bump_bundle_sequence(uow.conn, ctx.tenant)
+            await uow.emit(sub.AUTHORITIES_ROTATED, ctx.tenant, reg.AuthoritiesRotated(
+                trust_domain=tenant.trust_domain, sequence=sequence, reason=req.reason, at=now))
+        return await self.authorities.bundle(self.pool, ctx.tenant, tenant.trust_domain)
 
     @staticmethod
     def _may_end(agent: reg.AgentIdentity, ctx: Context) -> None:

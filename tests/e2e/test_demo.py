@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import textwrap
 import subprocess
 import sys
 from pathlib import Path
 
 import base58
 import pytest
-from joserfc.jwk import OKPKey
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
+from spiffe import JwtBundle, JwtSvid, TrustDomain, X509Bundle
 
 pytestmark = pytest.mark.e2e
 
@@ -38,11 +43,32 @@ def test_two_agents_with_consistent_identities(report: dict) -> None:
     assert len(report["agents"]) == 2
     for agent in report["agents"]:
         assert agent["spiffe_id"] == f"spiffe://{report['trust_domain']}/agent/{agent['id']}"
-        # did:key decoded independently: multicodec ed25519-pub (0xed 0x01) + the JWK's x.
+        # did:key decoded independently of our code: multicodec p256-pub (0x80 0x24) + the
+        # compressed point, which must be the JWK's key (as joserfc reads it).
         raw = base58.b58decode(agent["did"][len("did:key:z"):])
-        assert raw[:2] == b"\xed\x01"
-        key = OKPKey.import_key(agent["public_jwk"])
-        assert key.as_dict(private=False)["x"] == agent["public_jwk"]["x"]
-        from shared.b64 import b64u_encode
+        assert raw[:2] == b"\x80\x24"
+        point = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:]).public_numbers()
+        jwk = ECKey.import_key(agent["public_jwk"]).as_dict(private=False)
+        assert point.x == int.from_bytes(base64.urlsafe_b64decode(jwk["x"] + "=="), "big")
+        assert point.y == int.from_bytes(base64.urlsafe_b64decode(jwk["y"] + "=="), "big")
 
-        assert b64u_encode(raw[2:]) == agent["public_jwk"]["x"]
+
+def test_svids_verify_against_the_trust_bundle(report: dict, tmp_path: Path) -> None:
+    td = TrustDomain(report["trust_domain"])
+    cas = ["-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(k["x5c"][0], 64)) + "\n-----END CERTIFICATE-----\n"
+           for k in report["trust_bundle"]["keys"] if k["use"] == "x509-svid"]
+    assert X509Bundle.parse(td, "".join(cas).encode()).x509_authorities
+    (tmp_path / "ca.pem").write_text("".join(cas))
+    jwt_keys = {"keys": [k for k in report["trust_bundle"]["keys"] if k["use"] == "jwt-svid"]}
+    jwt_bundle = JwtBundle.parse(td, json.dumps(jwt_keys).encode())
+    for agent in report["agents"]:
+        (tmp_path / "chain.pem").write_text(agent["x509_chain_pem"])
+        out = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", str(tmp_path / "ca.pem"),
+                              str(tmp_path / "chain.pem")], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        leaf = x509.load_pem_x509_certificate(agent["x509_svid_pem"].encode())
+        uris = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.UniformResourceIdentifier)
+        assert uris == [agent["spiffe_id"]]
+        aud = f"spiffe://{report['trust_domain']}/tool/ledger"
+        assert str(JwtSvid.parse_and_validate(agent["jwt_svid"], jwt_bundle, {aud}).spiffe_id) == agent["spiffe_id"]

@@ -1,0 +1,126 @@
+"""`Agent`: an agent runtime's session, signed with the agent's own key.
+
+It keeps the agent's X.509-SVID fresh in the background (renewing with a fresh proof of
+possession before expiry), mints JWT-SVIDs on request, and ends the agent's life when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from agentid.deployment import Deployment
+from agentid.keys import AgentKey
+from contracts import registration as reg
+from contracts import subjects as sub
+from shared.bus import Bus, Signer
+from shared.errors import AgentidError, AgentInactive
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, bus: Bus, key: AgentKey, identity: reg.AgentIdentity) -> None:
+        self.bus = bus
+        self.key = key
+        self.identity = identity
+        self.svid: reg.X509Svid | None = identity.svid
+        self.renewed = asyncio.Event()  # set after every background renewal
+        self._renewal: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, identity: reg.AgentIdentity, key: AgentKey, *, deployment: Deployment | None = None,
+                      renew: bool = True, renew_margin_s: float | None = None) -> Agent:
+        """Connect as `identity` (returned by spawn) with its key. With `renew`, the SVID is renewed
+        in the background `renew_margin_s` before it expires (default: a third of its lifetime)."""
+        if key.thumbprint != identity.key_id:
+            raise ValueError("this key is not the agent's key")
+        deployment = deployment or Deployment.load()
+        bus = await Bus.connect(deployment.nats_url, name=f"agent-{identity.agent_id}",
+                                signer=Signer(identity.spiffe_id, key.private), registry=deployment.services(),
+                                root=deployment.nats_prefix)
+        agent = cls(bus, key, identity)
+        if renew:
+            agent.start_renewal(renew_margin_s)
+        return agent
+
+    @property
+    def agent_id(self) -> str:
+        return self.identity.agent_id
+
+    @property
+    def spiffe_id(self) -> str:
+        return self.identity.spiffe_id
+
+    @property
+    def did(self) -> str:
+        return self.identity.did
+
+    @property
+    def tenant(self) -> str:
+        return self.identity.tenant
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            try:
+                await self._renewal
+            except asyncio.CancelledError:
+                pass
+        await self.bus.drain()
+
+    # -- workload identity ---------------------------------------------------------------------
+    async def renew_svid(self) -> reg.X509Svid:
+        """A fresh X.509-SVID, against a fresh proof made with this agent's key."""
+        proof = self.key.renew_proof(agent_id=self.agent_id, tenant=self.tenant)
+        self.svid = await self.bus.request(sub.RENEW_SVID, self.tenant, reg.RenewSvid(agent_id=self.agent_id, proof=proof))
+        return self.svid
+
+    def start_renewal(self, margin_s: float | None = None) -> None:
+        if self._renewal is None:
+            self._renewal = asyncio.create_task(self._renew_forever(margin_s))
+
+    async def _renew_forever(self, margin_s: float | None) -> None:
+        retry = 1.0
+        while True:
+            svid = self.svid
+            if svid is not None:
+                lifetime = (svid.not_after - svid.not_before).total_seconds()
+                margin = lifetime / 3 if margin_s is None else margin_s
+                due = (svid.not_after - datetime.now(UTC)).total_seconds() - margin
+                if due > 0:
+                    await asyncio.sleep(due)
+            try:
+                await self.renew_svid()
+                retry = 1.0
+                self.renewed.set()
+            except AgentInactive:
+                log.info("agent %s is no longer active: renewal stops", self.agent_id)
+                return
+            except AgentidError as exc:
+                log.warning("SVID renewal failed (%s); retrying in %.0fs", exc.code.value, retry)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, 60.0)
+
+    async def jwt_svid(self, audience: str | list[str], *, lifetime_s: int = 300) -> str:
+        """A JWT-SVID for `audience` (required), at most 5 minutes."""
+        auds = [audience] if isinstance(audience, str) else list(audience)
+        svid = await self.bus.request(sub.ISSUE_JWT_SVID, self.tenant,
+                                      reg.IssueJwtSvid(audience=auds, lifetime_s=lifetime_s))
+        return svid.token
+
+    async def bundle(self) -> reg.TrustBundle:
+        return await self.bus.request(sub.GET_BUNDLE, self.tenant, reg.GetBundle())
+
+    async def exit(self, reason: str = "exited") -> reg.AgentIdentity:
+        """End this agent's life (and its sub-agents')."""
+        self.identity = await self.bus.request(sub.EXIT_AGENT, self.tenant,
+                                               reg.ExitAgent(agent_id=self.agent_id, reason=reason))
+        return self.identity
