@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from contracts.types import (
+    anchored,
     Count, Digest, Id, Jwk, Jws, Name, Pem, Seconds, Struct, TenantId, Text, Token, TrustDomain, Uri,
 )
 
@@ -101,7 +102,7 @@ class X509Svid(Struct, kw_only=True):
     spiffe_id: Uri
     cert_pem: Pem
     chain_pem: Annotated[list[Pem], msgspec.Meta(max_length=8)]
-    serial: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{1,40}$")]
+    serial: Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{1,40}"))]
     not_before: datetime
     not_after: datetime
 

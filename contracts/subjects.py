@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from contracts import issuance as iss
 from contracts import registration as reg
 
 Req = TypeVar("Req")
@@ -20,7 +21,7 @@ Evt = TypeVar("Evt")
 VERSION = "v1"
 DEFAULT_ROOT = "agentid"
 SENDER_KINDS = frozenset({"service", "operator", "orchestrator", "agent"})
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ class Topic(Generic[Evt]):
 
 def check_token(token: str) -> str:
     """A subject token from outside must not smuggle `.`, `*`, `>` or whitespace."""
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):
         raise ValueError(f"not a safe subject token: {token!r}")
     return token
 
@@ -139,6 +140,18 @@ GET_BUNDLE = Route("registration", "bundle", reg.GetBundle, reg.TrustBundle, ANY
 ROTATE_AUTHORITIES = Route("registration", "rotate_authorities", reg.RotateAuthorities, reg.TrustBundle, OPS,
                            "Rotate the tenant CA and JWT-SVID key; old ones stay in the bundle while needed.")
 
+# --- issuance ---------------------------------------------------------------------------------
+GET_CREDENTIAL = Route("issuance", "get", iss.GetCredential, iss.CredentialRecord, ANY_PARTY,
+                       "The agent's current credential (vc+jwt).")
+GET_STATUS_LIST = Route("issuance", "status_list", iss.GetStatusList, iss.StatusListRecord, ANY_PARTY,
+                        "A Bitstring Status List credential by id.")
+GET_ISSUER = Route("issuance", "issuer", iss.GetIssuer, iss.IssuerRecord, ANY_PARTY,
+                   "The tenant's issuer DID, DID document and keys.")
+REVOKE_CREDENTIAL = Route("issuance", "revoke", iss.RevokeCredential, iss.CredentialRecord, OPS,
+                          "Revoke an agent's credential (flip its status bit).")
+ROTATE_ISSUER_KEY = Route("issuance", "rotate_key", iss.RotateIssuerKey, iss.IssuerRecord, OPS,
+                          "Rotate the tenant's issuer key; the old one keeps signing its status lists.")
+
 # --- events -----------------------------------------------------------------------------------
 SPAWN_REQUESTED = Topic("agent", "spawn_requested", reg.SpawnAgent, "orchestrator",
                         "An orchestrator asks for an agent (Nats-Msg-Id = spawn id).")
@@ -153,16 +166,21 @@ AGENT_RENEWED = Topic("agent", "renewed", reg.AgentRenewed, "registration",
                       "An agent received a fresh X.509-SVID.")
 AUTHORITIES_ROTATED = Topic("authorities", "rotated", reg.AuthoritiesRotated, "registration",
                             "A tenant's CA and JWT-SVID key were rotated.")
+CREDENTIAL_ISSUED = Topic("credential", "issued", iss.CredentialIssued, "issuance",
+                          "An agent credential was issued.")
+CREDENTIAL_REVOKED = Topic("credential", "revoked", iss.CredentialRevoked, "issuance",
+                           "A credential's status bit was set.")
 AGENT_EXITED = Topic("agent", "exited", reg.AgentExited, "registration",
                      "An agent's identity is retired (exited, revoked or expired).")
 
 ROUTES: tuple[Route, ...] = (
     CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT, REVOKE_AGENT, LIST_AGENTS, RENEW_SVID,
     ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES,
+    GET_CREDENTIAL, GET_STATUS_LIST, GET_ISSUER, REVOKE_CREDENTIAL, ROTATE_ISSUER_KEY,
 )
 TOPICS: tuple[Topic, ...] = (
     SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
-    AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED,
+    AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED, CREDENTIAL_ISSUED, CREDENTIAL_REVOKED,
 )
 
 _TOPICS_BY_NAME = {t.name: t for t in TOPICS}

@@ -6,16 +6,22 @@ from typing import Annotated
 
 import msgspec
 
+
+def anchored(body: str) -> str:
+    """A whole-string pattern. msgspec searches with Python's `re`, where `$` also matches before a
+    trailing newline; the lookahead refuses that, and stays valid ECMA-262 for the JSON Schemas."""
+    return f"^(?:{body})$(?!\\n)"
+
 # Identifiers we mint (`agt_` + ULID, `orc_` + ULID) and ids callers choose (spawn ids, names).
-Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Id = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9_-]{1,64}"))]
 # Tenant ids become a subject token and a SPIFFE path, so they are lowercase and short.
-TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-TrustDomain = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9._-]{1,255}$")]
-Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]   # tiers, classes, kinds
+TenantId = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9][a-z0-9_-]{0,62}"))]
+TrustDomain = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9._-]{1,255}"))]
+Token = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9._:-]{1,64}"))]   # tiers, classes, kinds
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Uri = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-Digest = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]{2,16}:[A-Fa-f0-9]{32,128}$")]  # sha256:<hex>
+Digest = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9-]{2,16}:[A-Fa-f0-9]{32,128}"))]  # sha256:<hex>
 Jws = Annotated[str, msgspec.Meta(min_length=1, max_length=16384)]
 Pem = Annotated[str, msgspec.Meta(min_length=1, max_length=65536)]
 Jwk = Annotated[dict[str, str], msgspec.Meta(max_length=12)]

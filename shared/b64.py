@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 
-_B64U = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64U = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class Base64Error(ValueError):
@@ -24,7 +24,7 @@ def b64u_decode(text: str | bytes) -> bytes:
             text = text.decode("ascii")
         except UnicodeDecodeError as exc:
             raise Base64Error("not ASCII") from exc
-    if not _B64U.match(text) or len(text) % 4 == 1:
+    if not _B64U.fullmatch(text) or len(text) % 4 == 1:
         raise Base64Error("not base64url")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -16,7 +16,7 @@ from typing import NamedTuple
 from shared import merkle
 from shared.signed_note import NoteError, Signer, Verifier, decode_std_base64, open_note, sign
 
-_SIZE = re.compile(r"^(?:0|[1-9][0-9]*)$")
+_SIZE = re.compile(r"(?:0|[1-9][0-9]*)")
 _CONTROL = re.compile(r"[\x00-\x1f]")  # lines never hold a newline or any other control character
 
 
@@ -73,7 +73,7 @@ def parse(text: str) -> Checkpoint:
     if len(lines) < 3:
         raise CheckpointError("malformed", "origin, size and root hash lines are required")
     origin, size, root_b64, *extensions = lines
-    if not _SIZE.match(size):
+    if not _SIZE.fullmatch(size):
         raise CheckpointError("malformed", "tree size is a decimal without leading zeros")
     try:
         root_hash = decode_std_base64(root_b64)

@@ -20,8 +20,8 @@ import asyncpg
 from shared.errors import Unavailable
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
-_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
-_SCHEMA = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+_SCHEMA = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 # Errors that mean "the database is not there right now", as opposed to a bug or bad data.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -71,7 +71,7 @@ async def pool(dsn: str, **kwargs: int) -> AsyncIterator[asyncpg.Pool]:
 def _migration_files(directory: Path, source: str) -> list[tuple[str, str, str]]:
     files = []
     for path in sorted(directory.glob("*.sql")):
-        if not _NAME.match(path.name):
+        if not _NAME.fullmatch(path.name):
             raise ValueError(f"migration file name must be NNN_name.sql: {path}")
         files.append((f"{source}:{path.stem}", path.read_text(), path.name))
     return files
@@ -83,7 +83,7 @@ async def migrate(pool: asyncpg.Pool, schema: str, directory: Path | None) -> li
     Refuses to run when an applied migration's file has changed since (drift is a bug to fix,
     not something to paper over).
     """
-    if not _SCHEMA.match(schema):
+    if not _SCHEMA.fullmatch(schema):
         raise ValueError(f"bad schema name {schema!r}")
     pending = _migration_files(SHARED_MIGRATIONS, "shared")
     if directory is not None:

@@ -55,7 +55,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         value = json.loads(
             raw.decode("utf-8"), object_pairs_hook=_strict_object, parse_constant=_no_constant
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         if isinstance(exc, JoseError):
             raise
         raise JoseError("malformed", "not a JSON object") from exc

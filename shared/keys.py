@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ ALGORITHMS: tuple[Alg, ...] = ("EdDSA", "ES256")
 # Multicodec prefixes (varint-encoded) for did:key: ed25519-pub 0xed, p256-pub 0x1200.
 _ED25519_CODEC = b"\xed\x01"
 _P256_CODEC = b"\x80\x24"
+_BASE58 = re.compile(r"[1-9A-HJ-NP-Za-km-z]{1,128}")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -95,6 +97,8 @@ class PublicKey:
         if not isinstance(did, str) or not did.startswith("did:key:z"):
             raise InvalidKey("not a did:key")
         ident = did.split("#", 1)[0][len("did:key:z") :]
+        if not _BASE58.fullmatch(ident):  # the base58 codec would quietly strip whitespace
+            raise InvalidKey("did:key is not base58btc")
         try:
             raw = base58.b58decode(ident)
         except ValueError as exc:

@@ -54,8 +54,8 @@ MAX_NOTE_BYTES = 1 << 20
 MAX_SIGNATURES = 100  # the spec requires accepting at least 16
 MAX_TIMESTAMP = 2**63 - 1
 _SIG_PREFIX = "\u2014 "  # em dash, space
-_STD_B64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-_HEX8 = re.compile(r"^[0-9a-f]{8}$")
+_STD_B64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_HEX8 = re.compile(r"[0-9a-f]{8}")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")  # every ASCII control character except newline
 PublicKeyLike = ed25519.Ed25519PublicKey | bytes  # a key object or its 32 raw bytes
 
@@ -70,7 +70,7 @@ class NoteError(ValueError):
 
 def decode_std_base64(text: str) -> bytes:
     """Standard padded base64 (RFC 4648 section 4), refusing any other spelling of the bytes."""
-    if not isinstance(text, str) or not _STD_B64.match(text):
+    if not isinstance(text, str) or not _STD_B64.fullmatch(text):
         raise NoteError("bad_base64", "not standard padded base64")
     raw = base64.b64decode(text, validate=True)  # cannot fail once the pattern matched
     # Unused trailing bits must be zero, so one value has exactly one encoding.
@@ -164,7 +164,7 @@ def parse_verifier_key(vkey: str) -> Verifier:
     if len(parts) != 3:
         raise NoteError("bad_verifier_key", "expected name+keyid+key")
     name, hex_id, encoded = parts
-    if not _HEX8.match(hex_id):
+    if not _HEX8.fullmatch(hex_id):
         raise NoteError("bad_verifier_key", "key id is not 8 lowercase hex digits")
     raw = decode_std_base64(encoded)
     if len(raw) != 33:

@@ -28,7 +28,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from shared import jose
 from shared.keys import PrivateKey, PublicKey
 
-_ID = re.compile(r"^spiffe://([a-z0-9._-]+)((?:/[A-Za-z0-9._-]+)*)$")
+_ID = re.compile(r"spiffe://([a-z0-9._-]+)((?:/[A-Za-z0-9._-]+)*)")
 JWT_SVID_ALGS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 JWT_SVID_MAX_LIFETIME_S = 300
 
@@ -41,7 +41,7 @@ def parse_id(spiffe_id: str) -> tuple[str, str]:
     """(trust domain, path) of a valid SPIFFE ID; SpiffeError otherwise."""
     if not isinstance(spiffe_id, str) or len(spiffe_id.encode()) > 2048:
         raise SpiffeError("SPIFFE ID missing or too long")
-    m = _ID.match(spiffe_id)
+    m = _ID.fullmatch(spiffe_id)
     if not m or len(m.group(1)) > 255:
         raise SpiffeError(f"not a SPIFFE ID: {spiffe_id!r}")
     if any(seg in (".", "..") for seg in m.group(2).split("/")[1:]):

@@ -43,7 +43,14 @@ def test_tenant_of() -> None:
 
 @pytest.mark.parametrize("body", [
     {"trust_domain": "UPPER.case"}, {"trust_domain": "a" * 300}, {"trust_domain": 5},
+    {"trust_domain": "acme.example\n"},
 ])
 def test_bounds(body: dict) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(body, reg.CreateTenant)
+
+
+def test_ids_refuse_a_trailing_newline() -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"agent_id": "agt_1\n"}, reg.GetAgent)
+    assert msgspec.convert({"agent_id": "agt_1"}, reg.GetAgent).agent_id == "agt_1"

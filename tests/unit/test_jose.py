@@ -117,3 +117,10 @@ def test_ed25519_fully_specified_alg_is_accepted_only_when_allowed() -> None:
     assert jose.verify(token, KEY.public, algorithms=["Ed25519"], typ="x+jwt")[0]["alg"] == "Ed25519"
     with pytest.raises(jose.JoseError):
         jose.verify(token, KEY.public, algorithms=["EdDSA"], typ="x+jwt")
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash() -> None:
+    deep = b64u_encode(b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(jose.JoseError) as err:
+        _verify(f"{b64u_encode(b'{}')}.{deep}.AA")
+    assert err.value.reason == "malformed"

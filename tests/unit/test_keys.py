@@ -72,7 +72,9 @@ def test_private_jwk_with_mismatched_public_part_is_refused() -> None:
 
 
 @pytest.mark.parametrize("did", ["did:web:example.com", "did:key:zzzz", "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3",
-                                 "did:key:" + "z" + "1" * 40, 42])
+                                 "did:key:" + "z" + "1" * 40, 42,
+                                 "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp\n",
+                                 "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp "])
 def test_bad_dids_are_refused(did: object) -> None:
     with pytest.raises(InvalidKey):
         PublicKey.from_did(did)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ def test_valid_ids(good: str) -> None:
     "spiffe://Example.org/a", "spiffe://example.org/", "spiffe://example.org//a", "spiffe://example.org/a/../b",
     "spiffe://example.org/./a", "spiffe://example.org:443/a", "spiffe://u@example.org/a", "spiffe://example.org/a?q",
     "spiffe://example.org/a#f", "spiffe://example.org/a%20b", "https://example.org/a", "spiffe:///a",
-    "spiffe://" + "a" * 256, "spiffe://example.org/" + "a" * 2100, 7,
+    "spiffe://" + "a" * 256, "spiffe://example.org/" + "a" * 2100, 7, "spiffe://example.org/a\n",
 ])
 def test_invalid_ids(bad: object) -> None:
     with pytest.raises(SpiffeError):
