@@ -1,120 +1,17 @@
-"""The `agentid` command line: run the stack, operate it, and tell the story (`agentid demo`).
-
-Exit status: 0 success, 1 refused or failed (the typed error is printed), 2 usage.
-"""
+"""Operating identities: tenants, orchestrators, agents, bundles, CAs, keyrings."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentid.cli.base import Add, group
 from shared.config import Settings
-from shared.errors import AgentidError
-
-Command = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 
 
-# -- running ------------------------------------------------------------------------------
-async def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from services.runner import stop_on_signals
-    from services.stack import Stack, read_stack
-
-    if read_stack(settings) is not None:
-        print(f"a stack is already running from {settings.data_dir}", file=sys.stderr)
-        return 1
-    stack = Stack(settings, workers=args.workers or None)
-    async with stack:
-        stop_on_signals(stack._stop)
-        print(f"agentid is up ({', '.join(stack.names)})")
-        print(f"  NATS      {stack.nats_url}{'  (embedded)' if stack.nats else ''}")
-        print(f"  Postgres  {stack.database_url}{'  (embedded)' if stack.postgres else ''}")
-        print(f"  data      {settings.data_dir}")
-        print("Ctrl-C to stop.", flush=True)
-        await stack.wait()
-        print("stopping: draining in-flight work...", flush=True)
-    return 0
-
-
-async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from agentid.operator import load_keyring, locate
-    from services import runner
-
-    target = locate(settings)
-    database_url = settings.database_url or target.database_url
-    if not database_url:
-        print("set AGENTID_DATABASE_URL", file=sys.stderr)
-        return 2
-    workers = runner.build(args.names, settings, load_keyring(settings), nats_url=target.nats_url,
-                           database_url=database_url)
-    stop = asyncio.Event()
-    runner.stop_on_signals(stop)
-    await runner.run(workers, stop)
-    return 0
-
-
-async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from services.stack import read_stack
-
-    stack = read_stack(settings)
-    status: dict[str, Any] = {"running": stack is not None, "data_dir": str(settings.data_dir)}
-    if stack is not None:
-        status.update({k: stack.get(k) for k in ("pid", "nats_url", "database_url", "nats_prefix",
-                                                 "http_url", "workers", "started_at", "embedded")})
-        status["nats_reachable"] = await _reachable(stack["nats_url"])
-        status["postgres_reachable"] = await _pg_reachable(stack["database_url"])
-    if args.json:
-        print(json.dumps(status, indent=2))
-    elif stack is None:
-        print(f"not running (data dir {settings.data_dir})")
-    else:
-        print(f"running (pid {status['pid']}) since {status['started_at']}")
-        print(f"  NATS      {status['nats_url']}  {'ok' if status['nats_reachable'] else 'UNREACHABLE'}")
-        print(f"  Postgres  {status['database_url']}  {'ok' if status['postgres_reachable'] else 'UNREACHABLE'}")
-        print(f"  workers   {', '.join(status['workers'])}")
-    return 0 if stack is not None else 1
-
-
-async def _reachable(url: str) -> bool:
-    import nats
-
-    try:
-        nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception:
-        return False
-    await nc.close()
-    return True
-
-
-async def _pg_reachable(url: str | None) -> bool:
-    import asyncpg
-
-    if not url:
-        return False
-    try:
-        conn = await asyncpg.connect(url, timeout=2)
-    except Exception:
-        return False
-    await conn.close()
-    return True
-
-
-async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from agentid import demo
-
-    report = await demo.run(settings)
-    if args.json:
-        Path(args.json).write_bytes(demo.to_json(report))
-        print(f"report written to {args.json}")
-    return 0
-
-
-# -- operating ------------------------------------------------------------------------------
 async def cmd_tenant_create(args: argparse.Namespace, settings: Settings) -> int:
     from agentid.operator import dump, operator_bus
     from contracts import registration as reg
@@ -235,21 +132,6 @@ async def cmd_ca_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _csv(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-async def cmd_contracts_export(args: argparse.Namespace, settings: Settings) -> int:
-    from contracts import export
-
-    changed = export.write(Path(args.out) if args.out else export.DEFAULT_DIR, check=args.check)
-    if args.check and changed:
-        print("stale: " + ", ".join(changed), file=sys.stderr)
-        return 1
-    print("contracts are current" if not changed else "wrote " + ", ".join(changed))
-    return 0
-
-
 async def cmd_keyring_create(args: argparse.Namespace, settings: Settings) -> int:
     from shared.keyring import Keyring
 
@@ -265,32 +147,17 @@ async def cmd_keyring_create(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
-# -- parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agentid", description="The identity layer for AI agents.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug output")
-    cmds = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
-    def add(name: str, fn: Command, help: str, parent: Any = cmds) -> argparse.ArgumentParser:
-        sp = parent.add_parser(name, help=help, description=help)
-        sp.set_defaults(fn=fn)
-        return sp
 
-    up = add("up", cmd_up, "run every worker; embedded NATS and Postgres unless URLs are set")
-    up.add_argument("--workers", nargs="*", help="only these workers")
-    st = add("status", cmd_status, "show whether a stack runs and where")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    dm = add("demo", cmd_demo, "run the whole story and print it")
-    dm.add_argument("--json", metavar="FILE", help="also write every artifact to FILE")
-    wk = add("worker", cmd_worker, "run one or more workers in this process")
-    wk.add_argument("names", nargs="+", metavar="NAME")
-
-    tenant = cmds.add_parser("tenant", help="manage tenants").add_subparsers(dest="sub", required=True, metavar="ACTION")
+def register(cmds: Any, add: Add) -> None:
+    tenant = group(cmds, "tenant", "manage tenants")
     tc = add("create", cmd_tenant_create, "create a tenant", tenant)
     tc.add_argument("name")
     tc.add_argument("--trust-domain", help="SPIFFE trust domain (default NAME.agentid.local)")
 
-    orch = cmds.add_parser("orchestrator", help="manage orchestrators").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    orch = group(cmds, "orchestrator", "manage orchestrators")
     oa = add("add", cmd_orchestrator_add, "register an orchestrator's public key and authority", orch)
     oa.add_argument("--tenant", required=True)
     oa.add_argument("--name", required=True)
@@ -305,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd = add("bundle", cmd_bundle, "print a tenant's SPIFFE trust bundle (JWKS)")
     bd.add_argument("--tenant", help="tenant (default: AGENTID_TENANT)")
 
-    agent = cmds.add_parser("agent", help="inspect and revoke agents").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    agent = group(cmds, "agent", "inspect and revoke agents")
     al = add("list", cmd_agent_list, "list a tenant's agents", agent)
     al.add_argument("--tenant")
     al.add_argument("--status", choices=["active", "exited", "revoked", "expired"])
@@ -320,40 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--tenant")
     ar.add_argument("--reason", default="revoked by operator")
 
-    ca = cmds.add_parser("ca", help="tenant signing authorities").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    ca = group(cmds, "ca", "tenant signing authorities")
     cr = add("rotate", cmd_ca_rotate, "rotate the tenant CA and JWT-SVID key (old ones overlap)", ca)
     cr.add_argument("--tenant")
     cr.add_argument("--reason", default="scheduled rotation")
 
-    keyring = cmds.add_parser("keyring", help="deployment keys").add_subparsers(dest="sub", required=True, metavar="ACTION")
+    keyring = group(cmds, "keyring", "deployment keys")
     kc = add("create", cmd_keyring_create, "create service and operator keys and a key-encryption key", keyring)
     kc.add_argument("--out", help="file (default: AGENTID_KEYRING or DATA_DIR/keyring.json)")
     kc.add_argument("--public", help="also write the public part (for clients) to this file")
     kc.add_argument("--operators", nargs="*", help="operator names (default: admin)")
-
-    contracts = cmds.add_parser("contracts", help="wire contracts").add_subparsers(dest="sub", required=True, metavar="ACTION")
-    ce = add("export", cmd_contracts_export, "regenerate JSON Schemas and the AsyncAPI document", contracts)
-    ce.add_argument("--out", help="directory (default: the contracts package)")
-    ce.add_argument("--check", action="store_true", help="only report whether the files are stale")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from shared import telemetry
-
-    telemetry.configure("agentid-cli")
-    settings = Settings()
-    try:
-        return asyncio.run(args.fn(args, settings))
-    except AgentidError as exc:
-        print(f"error: {exc.code.value}: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

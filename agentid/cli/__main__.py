@@ -1,0 +1,5 @@
+import sys
+
+from agentid.cli import main
+
+sys.exit(main())
