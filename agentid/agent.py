@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
+from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
 from shared.bus import Bus, Signer
-from shared.errors import AgentidError, AgentInactive
+from shared import vc
+from shared.errors import AgentidError, AgentInactive, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,38 @@ class Agent:
         svid = await self.bus.request(sub.ISSUE_JWT_SVID, self.tenant,
                                       reg.IssueJwtSvid(audience=auds, lifetime_s=lifetime_s))
         return svid.token
+
+    async def credential(self, *, timeout: float = 10.0) -> iss.CredentialRecord:
+        """This agent's credential (vc+jwt). Issuance follows registration by an event; if it has not
+        happened yet, wait for the `credential.issued` event (up to `timeout`)."""
+        issued = asyncio.Event()
+
+        async def on_issued(msg: Any) -> None:
+            issued.set()
+
+        watch = await self.bus.nc.subscribe(sub.CREDENTIAL_ISSUED.subject(self.tenant, self.bus.root), cb=on_issued)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                try:
+                    return await self.bus.request(sub.GET_CREDENTIAL, self.tenant, iss.GetCredential(agent_id=self.agent_id))
+                except NotFound:
+                    issued.clear()
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise
+                    try:
+                        await asyncio.wait_for(issued.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            await watch.unsubscribe()
+
+    async def present(self, *, audience: str, nonce: str, credentials: list[str] | None = None) -> str:
+        """A presentation of this agent's credential to one verifier, bound to its nonce."""
+        vcs = credentials or [(await self.credential()).vc_jwt]
+        return vc.presentation(self.key.private, vcs, audience=audience, nonce=nonce)
 
     async def bundle(self) -> reg.TrustBundle:
         return await self.bus.request(sub.GET_BUNDLE, self.tenant, reg.GetBundle())

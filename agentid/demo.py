@@ -5,6 +5,7 @@ The JSON report (DESIGN section 9) holds every artifact exactly as an outside ve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -15,10 +16,12 @@ from typing import Any
 import msgspec
 
 from agentid.agent import Agent
+from agentid.credentials import BusFetcher, CredentialError, verify_credential, verify_presentation
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from agentid.operator import Target, locate, operator_bus
 from agentid.orchestrator import Orchestrator
+from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
 from shared.bus import Bus
@@ -75,6 +78,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> dict[st
         try:
             await spawn_agents(ctx)
             await workload_identity(ctx)
+            await credentials(ctx)
             return ctx.report
         finally:
             for agent in ctx.agents:
@@ -139,6 +143,53 @@ async def workload_identity(ctx: DemoContext) -> None:
         ctx.say(f"{agent.agent_id}: X.509-SVID serial {agent.svid.serial} until {agent.svid.not_after:%H:%M:%S}Z, "
                 f"JWT-SVID for {audience}")
     ctx.say(f"Trust bundle: {len(bundle.jwks['keys'])} keys, sequence {bundle.sequence}")
+
+
+async def credentials(ctx: DemoContext) -> None:
+    """Each agent's passport, checked like an outside verifier would; one agent revoked."""
+    say = ctx.say
+    fetcher = BusFetcher(ctx.operator)
+    issuer = await ctx.operator.request(sub.GET_ISSUER, TENANT, iss.GetIssuer())
+    ctx.report["issuer"] = {"did": issuer.did, "did_document": issuer.did_document, "jwks": issuer.jwks}
+    say(f"Credential issuer {issuer.did}")
+    for agent, entry in zip(ctx.agents, ctx.report["agents"]):
+        record = await agent.credential()
+        entry["credential_vc_jwt"] = record.vc_jwt
+        verified = await verify_credential(record.vc_jwt, trusted_issuers=issuer.dids, fetcher=fetcher)
+        subject = verified.claims["credentialSubject"]
+        say(f"{agent.agent_id}: credential verified (purpose {subject['purpose']}, tier {subject['policyTier']}, "
+            f"data class {subject['dataAccessClass']}, status index {record.status_index})")
+    nonce = new_id()
+    vp = await ctx.agents[0].present(audience="https://ledger.bank.example", nonce=nonce)
+    presented = await verify_presentation(vp, audience="https://ledger.bank.example", nonce=nonce,
+                                          trusted_issuers=issuer.dids, fetcher=fetcher)
+    say(f"{ctx.agents[0].agent_id} presented its credential to https://ledger.bank.example: holder {presented.holder}")
+
+    # A short-lived helper agent is spawned and then revoked: its status bit flips.
+    assert ctx.orchestrator is not None
+    key = AgentKey.generate("ES256")
+    helper = await ctx.orchestrator.spawn(key, purpose="document-research", tier="standard", data_class="internal",
+                                          model={"name": "research-llm", "version": "1.4"},
+                                          controller={"type": "service", "id": "loan-desk"})
+    scratch = await Agent.connect(helper, key, deployment=ctx.deployment, renew=False)
+    ctx.agents.append(scratch)
+    record = await scratch.credential()
+    revoked = asyncio.Event()
+
+    async def on_revoked(msg: Any) -> None:
+        if msgspec.json.decode(msg.data, type=iss.CredentialRevoked).agent_id == helper.agent_id:
+            revoked.set()
+
+    watch = await ctx.operator.nc.subscribe(sub.CREDENTIAL_REVOKED.subject(TENANT, ctx.target.nats_prefix), cb=on_revoked)
+    await ctx.orchestrator.revoke(helper.agent_id, reason="demo: task abandoned")
+    await asyncio.wait_for(revoked.wait(), 10)
+    await watch.unsubscribe()
+    list_url = record.status_list_credential
+    ctx.report["status_list"] = {"vc_jwt": await fetcher.status_list(list_url), "revoked_index": record.status_index}
+    try:
+        await verify_credential(record.vc_jwt, trusted_issuers=issuer.dids, fetcher=fetcher)
+    except CredentialError as exc:
+        say(f"{helper.agent_id} revoked: its credential now fails with {exc.reason!r} (status index {record.status_index})")
 
 
 def to_json(report: dict[str, Any]) -> bytes:

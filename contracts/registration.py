@@ -197,6 +197,26 @@ class TrustBundle(Struct, kw_only=True):
     sequence: int
 
 
+class LookupSender(Struct, kw_only=True):
+    """A worker asking registration about a sender its event-fed directory has not seen yet."""
+
+    sender: Uri
+    key_id: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class SenderRecord(Struct, kw_only=True):
+    sender: Uri
+    key_id: str
+    kind: Literal["orchestrator", "agent"]
+    subject_id: Id
+    tenant: TenantId
+    orchestrator_id: Id | None = None
+    public_jwk: Jwk
+    active: bool
+    expires_at: datetime | None = None
+    attributes: dict[str, str] = {}
+
+
 class RotateAuthorities(Struct, kw_only=True):
     reason: Text = "scheduled rotation"
 

@@ -137,6 +137,8 @@ ISSUE_JWT_SVID = Route("registration", "jwt_svid", reg.IssueJwtSvid, reg.JwtSvid
                        "Issue a JWT-SVID (ES256, 5 minutes at most) for the calling agent.")
 GET_BUNDLE = Route("registration", "bundle", reg.GetBundle, reg.TrustBundle, ANY_PARTY,
                    "The tenant's SPIFFE trust bundle.")
+LOOKUP_SENDER = Route("registration", "lookup_sender", reg.LookupSender, reg.SenderRecord, frozenset({"service"}),
+                       "For workers: a runtime sender not yet in their event-fed directory.")
 ROTATE_AUTHORITIES = Route("registration", "rotate_authorities", reg.RotateAuthorities, reg.TrustBundle, OPS,
                            "Rotate the tenant CA and JWT-SVID key; old ones stay in the bundle while needed.")
 
@@ -175,7 +177,7 @@ AGENT_EXITED = Topic("agent", "exited", reg.AgentExited, "registration",
 
 ROUTES: tuple[Route, ...] = (
     CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT, REVOKE_AGENT, LIST_AGENTS, RENEW_SVID,
-    ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES,
+    ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES, LOOKUP_SENDER,
     GET_CREDENTIAL, GET_STATUS_LIST, GET_ISSUER, REVOKE_CREDENTIAL, ROTATE_ISSUER_KEY,
 )
 TOPICS: tuple[Topic, ...] = (

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # name -> "module:Class"; imported lazily so `agentid worker token` loads only the token worker.
 WORKERS: dict[str, str] = {
     "registration": "services.registration.worker:RegistrationWorker",
+    "issuance": "services.issuance.worker:IssuanceWorker",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from services import runner
 from shared.config import Settings
-from shared.embedded import EmbeddedNats, EmbeddedPostgres
+from shared.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 from shared.keyring import Keyring
 from shared.worker import Worker
 
@@ -62,6 +62,11 @@ class Stack:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # The gateway's port and public URL are fixed before any worker starts: credentials and
+        # tokens carry URLs under it.
+        port = self.settings.http_port or free_port()
+        self.settings = self.settings.model_copy(update={
+            "http_port": port, "public_url": self.settings.public_url or f"http://127.0.0.1:{port}"})
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         starting = []
@@ -110,8 +115,10 @@ class Stack:
     async def wait(self) -> None:
         await self._stop.wait()
 
-    def request_stop(self) -> None:
-        self._stop.set()
+    @property
+    def stop_event(self) -> asyncio.Event:
+        """Set it (or send SIGTERM with `runner.stop_on_signals`) to stop the stack."""
+        return self._stop
 
     async def __aenter__(self) -> Stack:
         try:

@@ -36,9 +36,18 @@ class Settings(BaseSettings):
     concurrency: int = Field(64, ge=1, description="In-flight requests per worker")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight work gets on SIGTERM")
     db_pool_size: int = Field(10, ge=1, description="Postgres connections per worker")
+    public_url: str | None = Field(None, description="Public base URL of the HTTP gateway: status list URLs, "
+                                   "token issuer; unset: http://127.0.0.1:HTTP_PORT")
+    http_port: int | None = Field(None, ge=1, le=65535, description="Gateway port; unset: a free port")
+    did_web_host: str | None = Field(None, description="Serve tenant issuers as did:web on this host "
+                                     "(port as %3A); unset: did:key")
     svid_lifetime_s: int = Field(3600, ge=60, le=86_400, description="X.509-SVID lifetime")
     ca_lifetime_s: int = Field(365 * 86_400, ge=86_400, description="Tenant CA and JWT-SVID key lifetime")
     expiry_sweep_s: float = Field(5.0, gt=0, description="How often agents past their lifetime are expired")
+
+    def base_url(self) -> str:
+        """The public base URL; the stack fills in `public_url` before workers start."""
+        return (self.public_url or f"http://127.0.0.1:{self.http_port or 80}").rstrip("/")
 
     @property
     def keyring_path(self) -> Path:

@@ -61,7 +61,7 @@ class Outbox:
 
     @asynccontextmanager
     async def unit_of_work(self, *, sender: str | None = None, msg_id: str | None = None,
-                           subject: str = "") -> AsyncIterator[UnitOfWork]:
+                           subject: str = "", consumer: str = "") -> AsyncIterator[UnitOfWork]:
         """A transaction. With `msg_id`, the message is recorded in the inbox first and a second
         delivery of it raises `ReplayError` before any state is touched."""
         with unavailable_on_disconnect():
@@ -69,9 +69,9 @@ class Outbox:
                 async with conn.transaction():
                     if msg_id is not None:
                         fresh = await conn.fetchval(
-                            f'INSERT INTO "{self.schema}".inbox(sender, msg_id, subject) VALUES ($1, $2, $3)'
-                            " ON CONFLICT DO NOTHING RETURNING true",
-                            sender or "", msg_id, subject,
+                            f'INSERT INTO "{self.schema}".inbox(consumer, sender, msg_id, subject)'
+                            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+                            consumer, sender or "", msg_id, subject,
                         )
                         if not fresh:
                             raise ReplayError("message already processed")

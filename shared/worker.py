@@ -16,6 +16,7 @@ flushes its outbox and drains its connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from shared.bus.replay import KvReplayGuard, MemoryReplayGuard, ReplayGuard
 from shared.bus.signing import authenticate
 from shared.config import Settings
 from shared.db import CONNECTION_ERRORS, create_pool, migrate
+from shared.directory import SenderDirectory
 from shared.errors import (
     AgentidError, AgentInactive, Forbidden, InternalError, InvalidRequest, ReplayError, Unavailable,
 )
@@ -57,6 +59,7 @@ class Context:
     sender: SenderKey
     msg_id: str
     subject: str
+    consumer: str = ""  # the durable consumer that delivered an event ("" for requests)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Worker:
     name: ClassVar[str]
     schema: ClassVar[str]
     migrations: ClassVar[Path | None] = None
+    # Workers other than registration authenticate orchestrators and agents from their own
+    # event-fed copy of registration's senders.
+    uses_directory: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, keyring: Keyring, *, nats_url: str, database_url: str) -> None:
         self.settings = settings
@@ -117,7 +123,7 @@ class Worker:
                 yield uow
         else:
             async with self.outbox.unit_of_work(sender=ctx.sender.sender, msg_id=ctx.msg_id,
-                                                subject=ctx.subject) as uow:
+                                                subject=ctx.subject, consumer=ctx.consumer) as uow:
                 yield uow
 
     # -- the runtime -----------------------------------------------------------------------
@@ -127,6 +133,9 @@ class Worker:
         try:
             await migrate(self.pool, self.schema, self.migrations)
             registries: list[SenderRegistry] = [self.keyring.registry()]
+            if self.uses_directory:
+                self.directory = SenderDirectory(self)
+                registries.append(self.directory)
             extra = self.senders()
             if extra is not None:
                 registries.append(extra)
@@ -171,7 +180,10 @@ class Worker:
                     inflight.tasks.add(task)
                     task.add_done_callback(inflight.tasks.discard)
                 subs.append(await self.bus.nc.subscribe(route.pattern(self.bus.root), queue=self.name, cb=on_msg))
-            for spec in self.subscriptions():
+            specs = list(self.subscriptions())
+            if self.uses_directory:
+                specs.append(self.directory.subscription())
+            for spec in specs:
                 tg.create_task(self._consume(spec, stop_intake))
             self.ready.set()
             log.info("%s worker ready", self.name)
@@ -226,7 +238,7 @@ class Worker:
         except ValueError as exc:
             raise InvalidRequest("bad subject") from exc
         verified = await authenticate(msg.subject, msg.headers, msg.data, self.bus.registry,
-                                      max_skew_ms=self.bus.max_skew_ms, max_age_ms=max_age_ms)
+                                      max_skew_ms=self.bus.max_skew_ms, max_age_ms=max_age_ms, tenant=tenant)
         sender = verified.sender
         if sender.kind not in allowed_kinds:
             raise Forbidden(f"a {sender.kind} may not send this")
@@ -287,9 +299,9 @@ class Worker:
                 continue
             delay = 0.1
             for msg in msgs:
-                await self._event(msg, handlers)
+                await self._event(msg, handlers, spec.durable)
 
-    async def _event(self, msg: Msg, handlers: Mapping[str, EventHandler]) -> None:
+    async def _event(self, msg: Msg, handlers: Mapping[str, EventHandler], consumer: str) -> None:
         topic = topic_for(msg.subject)
         handler = handlers.get(topic.name) if topic else None
         template = topic.template(self.bus.root) if topic else "unknown"
@@ -303,6 +315,7 @@ class Worker:
                 producers = {"orchestrator"} if topic.owner == "orchestrator" else {"service"}
                 ctx = await self._admit(msg, frozenset(producers),
                                         max_age_ms=int(self.settings.stream_max_age_s * 1000))
+                ctx = dataclasses.replace(ctx, consumer=consumer)
                 if topic.owner != "orchestrator" and ctx.sender.subject_id != topic.owner:
                     raise Forbidden(f"{topic.name} events come only from {topic.owner}")
                 span.set_attribute("messaging.message.id", ctx.msg_id)

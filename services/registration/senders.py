@@ -18,7 +18,7 @@ class RegisteredSenders:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def lookup(self, sender: str, key_id: str) -> SenderKey | None:
+    async def lookup(self, sender: str, key_id: str, tenant: str | None = None) -> SenderKey | None:
         if "/orchestrator/" in sender:
             orch = await store.orchestrator_by_spiffe(self._pool, sender, key_id)
             if orch is None:

@@ -60,6 +60,7 @@ class RegistrationWorker(Worker):
             sub.ISSUE_JWT_SVID: self.issue_jwt_svid,
             sub.GET_BUNDLE: self.get_bundle,
             sub.ROTATE_AUTHORITIES: self.rotate_authorities,
+            sub.LOOKUP_SENDER: self.lookup_sender,
         }
 
     def subscriptions(self) -> Sequence[Subscription]:
@@ -285,6 +286,22 @@ class RegistrationWorker(Worker):
         if tenant is None:
             raise NotFound("no such tenant")
         return await self.authorities.bundle(self.pool, ctx.tenant, tenant.trust_domain)
+
+    async def lookup_sender(self, req: reg.LookupSender, ctx: Context) -> reg.SenderRecord:
+        found = await RegisteredSenders(self.pool).lookup(req.sender, req.key_id)
+        if found is None or found.tenant != ctx.tenant:
+            raise NotFound("no such sender in this tenant")
+        attributes: dict[str, str] = {}
+        expires = None
+        if found.kind == "agent":
+            agent = await store.get_agent(self.pool, ctx.tenant, found.subject_id)
+            assert agent is not None
+            attributes = {"tier": agent.tier, "data_class": agent.data_class, "purpose": agent.purpose, "did": agent.did}
+            expires = agent.expires_at
+        return reg.SenderRecord(sender=req.sender, key_id=req.key_id, kind=found.kind,  # type: ignore[arg-type]
+                                subject_id=found.subject_id, tenant=ctx.tenant, orchestrator_id=found.orchestrator_id,
+                                public_jwk=found.key.jwk(), active=found.active, expires_at=expires,
+                                attributes=attributes)
 
     async def rotate_authorities(self, req: reg.RotateAuthorities, ctx: Context) -> reg.TrustBundle:
         async with self.unit_of_work(ctx) as uow:

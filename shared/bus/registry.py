@@ -34,7 +34,9 @@ class SenderKey:
 
 
 class SenderRegistry(Protocol):
-    async def lookup(self, sender: str, key_id: str) -> SenderKey | None: ...
+    async def lookup(self, sender: str, key_id: str, tenant: str | None = None) -> SenderKey | None:
+        """`tenant` is the tenant of the message's subject, a hint for registries that fetch."""
+        ...
 
 
 class StaticRegistry:
@@ -49,7 +51,7 @@ class StaticRegistry:
     def senders(self, kind: str | None = None) -> list[SenderKey]:
         return [k for k in self._keys.values() if kind is None or k.kind == kind]
 
-    async def lookup(self, sender: str, key_id: str) -> SenderKey | None:
+    async def lookup(self, sender: str, key_id: str, tenant: str | None = None) -> SenderKey | None:
         return self._keys.get((sender, key_id))
 
 
@@ -59,9 +61,9 @@ class CompositeRegistry:
     def __init__(self, registries: Sequence[SenderRegistry]) -> None:
         self._registries = tuple(registries)
 
-    async def lookup(self, sender: str, key_id: str) -> SenderKey | None:
+    async def lookup(self, sender: str, key_id: str, tenant: str | None = None) -> SenderKey | None:
         for registry in self._registries:
-            found = await registry.lookup(sender, key_id)
+            found = await registry.lookup(sender, key_id, tenant)
             if found is not None:
                 return found
         return None

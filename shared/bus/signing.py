@@ -76,6 +76,7 @@ async def authenticate(
     now_ms: int | None = None,
     max_skew_ms: int = 30_000,
     max_age_ms: int | None = None,
+    tenant: str | None = None,
 ) -> Verified:
     """Check the envelope: known sender, valid signature, timestamp in the window.
 
@@ -99,7 +100,7 @@ async def authenticate(
         sig = b64u_decode(sig_text)
     except Base64Error as exc:
         raise InvalidSignature("signature is not base64url") from exc
-    found = await registry.lookup(sender, key_id)
+    found = await registry.lookup(sender, key_id, tenant)
     if found is None:
         raise UnknownSender("no key is registered for this sender")
     if not found.key.verify(sig, signing_input(subject, sender, key_id, msg_id, ts_ms, payload)):

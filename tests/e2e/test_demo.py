@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import textwrap
@@ -14,7 +15,8 @@ import base58
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc.jwk import ECKey
+from joserfc import jws
+from joserfc.jwk import ECKey, OKPKey
 from spiffe import JwtBundle, JwtSvid, TrustDomain, X509Bundle
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +74,28 @@ def test_svids_verify_against_the_trust_bundle(report: dict, tmp_path: Path) -> 
         assert uris == [agent["spiffe_id"]]
         aud = f"spiffe://{report['trust_domain']}/tool/ledger"
         assert str(JwtSvid.parse_and_validate(agent["jwt_svid"], jwt_bundle, {aud}).spiffe_id) == agent["spiffe_id"]
+
+
+def test_credentials_and_status_list_check_out_independently(report: dict) -> None:
+    """joserfc verifies every credential with the issuer's did:key; the status list decodes with
+    gzip + base64url alone and has exactly the revoked agent's bit set."""
+    issuer = report["issuer"]
+    raw = base58.b58decode(issuer["did"][len("did:key:z"):])
+    assert raw[:2] == b"\xed\x01"
+    key = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": base64.urlsafe_b64encode(raw[2:]).rstrip(b"=").decode()})
+    for agent in report["agents"]:
+        token = jws.deserialize_compact(agent["credential_vc_jwt"], key, algorithms=["EdDSA"])
+        claims = json.loads(token.payload)
+        assert claims["issuer"] == issuer["did"] and claims["credentialSubject"]["id"] == agent["did"]
+        assert claims["credentialSubject"]["spiffeId"] == agent["spiffe_id"]
+    status = jws.deserialize_compact(report["status_list"]["vc_jwt"], key, algorithms=["EdDSA"])
+    subject = json.loads(status.payload)["credentialSubject"]
+    assert subject["type"] == "BitstringStatusList" and subject["statusPurpose"] == "revocation"
+    encoded = subject["encodedList"]
+    assert encoded[0] == "u"
+    bits = gzip.decompress(base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4)))
+    assert len(bits) * 8 >= 131_072
+    index = report["status_list"]["revoked_index"]
+    assert bits[index // 8] & (0x80 >> (index % 8))
+    assert sum(bin(b).count("1") for b in bits) == 1
+    assert issuer["did_document"]["id"] == issuer["did"]
