@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     INVALID_AUTHORIZATION_DETAILS = "invalid_authorization_details"
     INVALID_TARGET = "invalid_target"            # audience/resource not allowed (RFC 8693)
     INVALID_GRANT = "invalid_grant"              # subject/actor token unacceptable
+    INVALID_SCOPE = "invalid_scope"              # beyond what the resource owner (the user) granted
     DELEGATION_INVALID = "delegation_invalid"
     ATTESTATION_REQUIRED = "attestation_required"
     ATTESTATION_FAILED = "attestation_failed"

@@ -15,7 +15,7 @@ import msgspec
 
 from contracts import headers as H
 from contracts.errors import Error
-from contracts.subjects import DEFAULT_ROOT, ROUTES, TOPICS, Route, Topic
+from contracts.subjects import DEFAULT_ROOT, ROUTES, TOPICS
 from contracts.types import MAX_PAYLOAD_BYTES
 
 DEFAULT_DIR = Path(__file__).parent

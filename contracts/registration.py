@@ -214,7 +214,7 @@ class SenderRecord(Struct, kw_only=True):
     public_jwk: Jwk
     active: bool
     expires_at: datetime | None = None
-    attributes: dict[str, str] = {}
+    attributes: dict[str, Any] = {}
 
 
 class RotateAuthorities(Struct, kw_only=True):

@@ -111,6 +111,10 @@ class InvalidGrant(AgentidError):
     code, status = ErrorCode.INVALID_GRANT, 400
 
 
+class InvalidScope(AgentidError):
+    code, status = ErrorCode.INVALID_SCOPE, 400
+
+
 class DelegationInvalid(AgentidError):
     code, status = ErrorCode.DELEGATION_INVALID, 403
 
