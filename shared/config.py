@@ -41,9 +41,26 @@ class Settings(BaseSettings):
     http_port: int | None = Field(None, ge=1, le=65535, description="Gateway port; unset: a free port")
     did_web_host: str | None = Field(None, description="Serve tenant issuers as did:web on this host "
                                      "(port as %3A); unset: did:key")
+    idp_insecure_hosts: list[str] = Field(default_factory=list, description="Hosts whose identity provider URLs "
+                                          "may be plain http (a local test IdP); never in production")
+    idp_refetch_interval_s: float = Field(30.0, ge=0, description="Shortest time between refetches of an "
+                                          "identity provider's keys on an unknown kid")
     svid_lifetime_s: int = Field(3600, ge=60, le=86_400, description="X.509-SVID lifetime")
     ca_lifetime_s: int = Field(365 * 86_400, ge=86_400, description="Tenant CA and JWT-SVID key lifetime")
     expiry_sweep_s: float = Field(5.0, gt=0, description="How often agents past their lifetime are expired")
+    attestation_challenge_ttl_s: int = Field(120, ge=10, le=3600,
+                                             description="Lifetime of an attestation challenge nonce (single use)")
+    attestation_posture_max_age_s: int = Field(3600, ge=60, le=7 * 86_400,
+                                               description="Longest an attested posture lasts, whatever the evidence")
+    attestation_sigstore_trusted_root: Path | None = Field(
+        None, description="Sigstore trusted_root.json for provenance bundles; unset: sigstore evidence is refused")
+    audit_checkpoint_every: int = Field(1024, ge=1, description="Sign an audit checkpoint after this many new entries")
+    audit_checkpoint_interval_s: float = Field(1.0, gt=0, le=3600,
+                                               description="...or once new entries have waited this long")
+    audit_witness_key: Path | None = Field(None, description="Ed25519 private key (PKCS#8 PEM) of a witness that "
+                                           "cosigns every audit checkpoint; unset: no witness")
+    audit_witness_name: str = Field("agentid-witness", pattern=r"^[^\s+]{1,255}$",
+                                    description="Key name of the audit witness")
 
     def base_url(self) -> str:
         """The public base URL; the stack fills in `public_url` before workers start."""

@@ -57,7 +57,7 @@ class SenderDirectory:
 
     async def on_agent_registered(self, event: reg.AgentRegistered, ctx: Context) -> None:
         a = event.agent
-        attributes = {"tier": a.tier, "data_class": a.data_class, "purpose": a.purpose, "did": a.did}
+        attributes = agent_attributes(a)
         async with self._worker.unit_of_work(ctx) as uow:
             await uow.conn.execute(
                 f"INSERT INTO {self._table}(sender, key_id, kind, subject_id, tenant, orchestrator_id,"
@@ -78,6 +78,17 @@ class SenderDirectory:
         if row is None and tenant is not None:
             row = await self._fetch(sender, key_id, tenant)
         return None if row is None else to_sender_key(row)
+
+    async def ensure_agent(self, tenant: str, agent_id: str) -> bool:
+        """Make sure an agent named by id (an actor, a delegate) is in the directory, fetching it from
+        registration if its registration event has not arrived yet. False when it does not exist."""
+        if await self.get(self._worker.pool, agent_id) is not None:
+            return True
+        try:
+            agent = await self._worker.bus.request(sub.GET_AGENT, tenant, reg.GetAgent(agent_id=agent_id), timeout=2.0)
+        except NotFound:
+            return False
+        return await self._fetch(agent.spiffe_id, agent.key_id, tenant) is not None
 
     async def _fetch(self, sender: str, key_id: str, tenant: str) -> asyncpg.Record | None:
         """Ask registration about a sender whose registration event has not reached us yet (a
@@ -104,6 +115,13 @@ class SenderDirectory:
 
     async def get(self, conn: asyncpg.Connection | asyncpg.Pool, subject_id: str) -> asyncpg.Record | None:
         return await conn.fetchrow(f"SELECT * FROM {self._table} WHERE subject_id = $1", subject_id)
+
+
+def agent_attributes(agent: reg.AgentIdentity) -> dict[str, Any]:
+    """What workers may need to know of an agent besides its key (policy reads these)."""
+    return {"tier": agent.tier, "data_class": agent.data_class, "purpose": agent.purpose, "did": agent.did,
+            "model": msgspec.to_builtins(agent.model), "tools": [t.name for t in agent.tools],
+            "parent_agent_id": agent.parent_agent_id}
 
 
 def to_sender_key(row: asyncpg.Record) -> SenderKey:

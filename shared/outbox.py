@@ -28,6 +28,20 @@ from shared.ids import new_id
 log = logging.getLogger(__name__)
 
 
+def outbox_row(bus: Bus, topic: Topic[Any], tenant: str, body: Any) -> tuple[str, str, bytes, dict[str, str]]:
+    """(id, subject, payload, signed headers) of one event, ready for `insert_rows`."""
+    subject = topic.subject(tenant, bus.root)
+    payload = encode(body)
+    headers = bus.envelope(subject, payload, msg_id=new_id())
+    return headers[H.MSG_ID], subject, payload, headers
+
+
+async def insert_rows(conn: asyncpg.Connection, schema: str,
+                      rows: list[tuple[str, str, bytes, dict[str, str]]]) -> None:
+    await conn.executemany(
+        f'INSERT INTO "{schema}".outbox(id, subject, payload, headers) VALUES ($1, $2, $3, $4)', rows)
+
+
 class UnitOfWork:
     """One transaction: the connection to write with, and the events to emit with it."""
 
@@ -37,17 +51,12 @@ class UnitOfWork:
         self._schema = schema
         self.emitted: list[tuple[str, str]] = []  # (subject, msg id), for callers that report them
 
-    async def emit(self, topic: Topic[Any], tenant: str, body: Any, *, msg_id: str | None = None) -> str:
+    async def emit(self, topic: Topic[Any], tenant: str, body: Any) -> str:
         """Sign `body` as `topic`'s event and queue it in this transaction. Returns its id."""
-        subject = topic.subject(tenant, self._bus.root)
-        payload = encode(body)
-        headers = self._bus.envelope(subject, payload, msg_id=msg_id or new_id())
-        await self.conn.execute(
-            f'INSERT INTO "{self._schema}".outbox(id, subject, payload, headers) VALUES ($1, $2, $3, $4)',
-            headers[H.MSG_ID], subject, payload, headers,
-        )
-        self.emitted.append((subject, headers[H.MSG_ID]))
-        return headers[H.MSG_ID]
+        row = outbox_row(self._bus, topic, tenant, body)
+        await insert_rows(self.conn, self._schema, [row])
+        self.emitted.append((row[1], row[0]))
+        return row[0]
 
 
 class Outbox:
@@ -58,6 +67,10 @@ class Outbox:
         self.bus = bus
         self.schema = schema
         self.committed = asyncio.Event()
+
+    def wake(self) -> None:
+        """Tell the relay that rows committed outside a unit of work are waiting."""
+        self.committed.set()
 
     @asynccontextmanager
     async def unit_of_work(self, *, sender: str | None = None, msg_id: str | None = None,

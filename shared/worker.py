@@ -40,7 +40,13 @@ from shared.config import Settings
 from shared.db import CONNECTION_ERRORS, create_pool, migrate
 from shared.directory import SenderDirectory
 from shared.errors import (
-    AgentidError, AgentInactive, Forbidden, InternalError, InvalidRequest, ReplayError, Unavailable,
+    AgentidError,
+    AgentInactive,
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    ReplayError,
+    Unavailable,
 )
 from shared.keyring import Keyring
 from shared.outbox import Outbox, OutboxRelay, UnitOfWork
@@ -111,7 +117,8 @@ class Worker:
         """Load caches, start background tasks of the service's own (after migrations)."""
 
     async def background(self, stop: asyncio.Event) -> None:
-        """A long-running task of the service's own; returns when `stop` is set."""
+        """A long-running task of the service's own; returns when `stop` is set, which happens
+        only after in-flight requests have finished."""
 
     # -- helpers for handlers --------------------------------------------------------------
     @asynccontextmanager
@@ -170,7 +177,8 @@ class Worker:
         slots = asyncio.Semaphore(s.concurrency)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.relay.run(stop_relay))
-            tg.create_task(self.background(stop_intake))
+            # Background work outlives the in-flight requests that may still depend on it.
+            tg.create_task(self.background(stop_relay))
             subs = []
             for route, handler in self.routes().items():
                 async def on_msg(msg: Msg, route: Route[Any, Any] = route, handler: Handler = handler) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from contracts import attestation as att
 from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
@@ -75,6 +76,8 @@ class IssuanceWorker(Worker):
         return [Subscription("issuance-agents", {
             sub.AGENT_REGISTERED: self.on_agent_registered,
             sub.AGENT_EXITED: self.on_agent_exited,
+            sub.ATTESTATION_VERIFIED: self.on_attested,
+            sub.ATTESTATION_FAILED: self.on_attestation_failed,
         })]
 
     async def on_start(self) -> None:
@@ -137,8 +140,49 @@ class IssuanceWorker(Worker):
         async with self.unit_of_work(ctx) as uow:
             await self._revoke_agent(uow, ctx.tenant, event.agent_id, f"agent {event.status}: {event.reason}")
 
+    # -- attested posture ----------------------------------------------------------------------
+    async def on_attested(self, event: att.AttestationVerified, ctx: Context) -> None:
+        """A new credential stating the attested posture; the previous one is revoked (superseded)."""
+        async with self.unit_of_work(ctx) as uow:
+            agent = await self.directory.get(uow.conn, event.agent_id)
+            if agent is None or agent["key_id"] != event.key_thumbprint:
+                return  # evidence for another key says nothing about this agent
+            posture = {"kind": event.kind, "resultId": event.result_id, "verifiedAt": vc.iso(event.verified_at),
+                       "expiresAt": vc.iso(event.expires_at)}
+            if event.artifacts:
+                posture["artifacts"] = list(event.artifacts)
+            await self._reissue(uow, ctx.tenant, event.agent_id, event.posture, posture)
+
+    async def on_attestation_failed(self, event: att.AttestationFailed, ctx: Context) -> None:
+        if event.posture_ended:
+            async with self.unit_of_work(ctx) as uow:
+                await self._reissue(uow, ctx.tenant, event.agent_id, event.posture, None)
+
+    async def _reissue(self, uow: UnitOfWork, tenant: str, agent_id: str, kind: str, posture: dict[str, Any] | None) -> None:
+        rows = await store.unrevoked_credentials(uow.conn, tenant, agent_id)
+        if not rows:
+            return  # the agent has exited: nothing to restate
+        current = rows[-1]
+        subject = dict(current["subject"])
+        postures = dict(subject.get("attestation") or {})
+        if posture is None:
+            if kind not in postures:
+                return
+            postures.pop(kind)
+        else:
+            postures[kind] = posture
+        subject["attestation"] = postures
+        subject["attested"] = "tee" in postures
+        await self._revoke_rows(uow, tenant, agent_id, rows, "superseded: attested posture changed")
+        await self.issue(uow, tenant, agent_id, subject, valid_from=current["valid_from"],
+                         valid_until=current["valid_until"])
+
     async def _revoke_agent(self, uow: UnitOfWork, tenant: str, agent_id: str, reason: str) -> int:
         rows = await store.unrevoked_credentials(uow.conn, tenant, agent_id)
+        return await self._revoke_rows(uow, tenant, agent_id, rows, reason)
+
+    async def _revoke_rows(self, uow: UnitOfWork, tenant: str, agent_id: str, rows: list[asyncpg.Record],
+                           reason: str) -> int:
         now = _now()
         for row in rows:
             listing = await store.list_for_update(uow.conn, row["status_list_id"])

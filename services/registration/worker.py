@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,19 +16,26 @@ from contracts import subjects as sub
 from services.registration import store
 from services.registration.authorities import Authorities
 from services.registration.senders import RegisteredSenders
+from shared import telemetry
+from shared.directory import agent_attributes
 from shared.errors import (
-    AgentidError, AgentInactive, AuthorityExceeded, Conflict, Forbidden, InvalidRequest, KeyInUse,
-    NotFound, QuotaExceeded, ReplayError, Unavailable,
+    AgentidError,
+    AgentInactive,
+    AuthorityExceeded,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    KeyInUse,
+    NotFound,
+    QuotaExceeded,
+    ReplayError,
+    Unavailable,
 )
 from shared.ids import agent_id as new_agent_id
 from shared.ids import orchestrator_id as new_orchestrator_id
 from shared.keys import InvalidKey, PublicKey
 from shared.possession import RENEW_TYP, SPAWN_TYP, check_proof
-from shared import telemetry
 from shared.worker import Context, Subscription, Worker
-
-import asyncio
-import logging
 
 log = logging.getLogger(__name__)
 
@@ -291,12 +300,12 @@ class RegistrationWorker(Worker):
         found = await RegisteredSenders(self.pool).lookup(req.sender, req.key_id)
         if found is None or found.tenant != ctx.tenant:
             raise NotFound("no such sender in this tenant")
-        attributes: dict[str, str] = {}
+        attributes: dict[str, Any] = {}
         expires = None
         if found.kind == "agent":
             agent = await store.get_agent(self.pool, ctx.tenant, found.subject_id)
             assert agent is not None
-            attributes = {"tier": agent.tier, "data_class": agent.data_class, "purpose": agent.purpose, "did": agent.did}
+            attributes = agent_attributes(agent)
             expires = agent.expires_at
         return reg.SenderRecord(sender=req.sender, key_id=req.key_id, kind=found.kind,  # type: ignore[arg-type]
                                 subject_id=found.subject_id, tenant=ctx.tenant, orchestrator_id=found.orchestrator_id,
