@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 WORKERS: dict[str, str] = {
     "registration": "services.registration.worker:RegistrationWorker",
     "issuance": "services.issuance.worker:IssuanceWorker",
+    "token": "services.token.worker:TokenWorker",
+    "delegation": "services.delegation.worker:DelegationWorker",
+    "attestation": "services.attestation.worker:AttestationWorker",
+    "audit": "services.audit.worker:AuditWorker",
 }
 
 

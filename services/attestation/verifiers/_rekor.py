@@ -24,7 +24,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from . import _merkle, _x509
+from shared.merkle import ProofError, leaf_hash
+from shared.merkle import verify_inclusion as verify_merkle_inclusion
+
+from . import _x509
 from ._codec import b64decode, json_object
 from ._sigstore_root import LogKey
 from .base import AppraisalError, Reason
@@ -87,10 +90,12 @@ def verify_inclusion(entry: TlogEntry, log: LogKey) -> None:
     proof = entry.proof
     if proof is None:
         raise _invalid("the log entry has no inclusion proof")
-    if not _merkle.inclusion_valid(
-        proof.log_index, proof.tree_size, _merkle.leaf_hash(entry.body), proof.hashes, proof.root_hash
-    ):
-        raise _invalid("the inclusion proof does not reproduce the root hash")
+    try:
+        verify_merkle_inclusion(
+            leaf_hash(entry.body), proof.log_index, proof.tree_size, list(proof.hashes), proof.root_hash
+        )
+    except ProofError as exc:
+        raise _invalid(f"the inclusion proof does not reproduce the root hash ({exc.reason})") from exc
     size, root = _verify_checkpoint(proof.checkpoint, log)
     if size != proof.tree_size or not hmac.compare_digest(root, proof.root_hash):
         raise _invalid("the checkpoint is for another tree")
