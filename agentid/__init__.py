@@ -8,12 +8,14 @@
 """
 
 from agentid.agent import Agent
+from agentid.dpop import DpopAuth
+from agentid.verifier import VerifiedRequest, Verifier
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from agentid.orchestrator import Orchestrator
 from contracts.registration import AgentIdentity, Controller, Model, Tool
 from shared.errors import AgentidError
 
-__all__ = ["Agent", "AgentIdentity", "AgentKey", "AgentidError", "Controller", "Deployment", "Model",
+__all__ = ["Agent", "AgentIdentity", "AgentKey", "DpopAuth", "VerifiedRequest", "Verifier", "AgentidError", "Controller", "Deployment", "Model",
            "Orchestrator", "Tool"]
 __version__ = "0.1.0"

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agentid import dpop
 from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
-from shared.bus import Bus, Signer
+from contracts import tokens as tok
 from shared import vc
+from shared.bus import Bus, Signer
+from shared.canonical import canonical_json
 from shared.errors import AgentidError, AgentInactive, NotFound
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ class Agent:
         self.identity = identity
         self.svid: reg.X509Svid | None = identity.svid
         self.renewed = asyncio.Event()  # set after every background renewal
+        self._tokens: dict[bytes, tok.IssuedToken] = {}
         self._renewal: asyncio.Task[None] | None = None
 
     @classmethod
@@ -150,6 +155,66 @@ class Agent:
         """A presentation of this agent's credential to one verifier, bound to its nonce."""
         vcs = credentials or [(await self.credential()).vc_jwt]
         return vc.presentation(self.key.private, vcs, audience=audience, nonce=nonce)
+
+    async def token(self, authorization_details: Sequence[Mapping[str, Any]], audience: str, *,
+                    lifetime_s: int | None = None, delegation: Sequence[str] | None = None,
+                    delegation_cid: str | None = None, x509_svid_pem: str | None = None,
+                    refresh_margin_s: float = 30.0) -> tok.IssuedToken:
+        """An access token for exactly these authorization details and this audience, bound to this
+        agent's key (DPoP), or to its SVID with `x509_svid_pem`. Reused until `refresh_margin_s`
+        before it expires."""
+        key = canonical_json([list(authorization_details), audience, lifetime_s, list(delegation or ()), delegation_cid,
+                              x509_svid_pem])
+        cached = self._tokens.get(key)
+        if cached is not None and (cached.expires_at - datetime.now(UTC)).total_seconds() > refresh_margin_s:
+            return cached
+        issued = await self.bus.request(sub.TOKEN_ISSUE, self.tenant, tok.IssueToken(
+            authorization_details=[dict(d) for d in authorization_details], audience=audience, lifetime_s=lifetime_s,
+            delegation=list(delegation) if delegation else None, delegation_cid=delegation_cid,
+            x509_svid_pem=x509_svid_pem))
+        if len(self._tokens) > 256:
+            self._tokens.clear()
+        self._tokens[key] = issued
+        return issued
+
+    # -- delegation -----------------------------------------------------------------------------
+    async def delegate(self, to: str, capabilities: Sequence[Any], expires: Any, *, parent: str | None = None) -> Any:
+        """Hand a narrower slice of what this agent holds to another agent (its DID): a UCAN signed
+        with this agent's own key, proved by its parent chain, recorded by the delegation worker."""
+        from agentid import delegation
+
+        return await delegation.delegate(self, to, capabilities, expires, parent=parent)
+
+    async def delegation_root(self) -> Any:
+        """The root UCAN the tenant authority issued this agent (its base capabilities)."""
+        from agentid import delegation
+
+        return await delegation.root(self)
+
+    async def revoke_delegation(self, cid: str) -> Any:
+        from agentid import delegation
+
+        return await delegation.revoke(self, cid)
+
+    def dpop_proof(self, method: str, url: str, token: str | None = None, *, nonce: str | None = None) -> str:
+        """A DPoP proof (RFC 9449) made with this agent's key for one HTTP request."""
+        return dpop.dpop_proof(self.key, method, url, token, nonce=nonce)
+
+    def http_auth(self, authorization_details: Sequence[Mapping[str, Any]], audience: str) -> dpop.DpopAuth:
+        """An httpx auth that sends `Authorization: DPoP <token>` and a fresh `DPoP` proof per request,
+        with a token for these details (fetched and renewed as needed)."""
+        async def current() -> str:
+            return (await self.token(authorization_details, audience)).access_token
+        return dpop.DpopAuth(self.key, current)
+
+    async def hand_on(self, token: str, sub_agent_id: str, authorization_details: Sequence[Mapping[str, Any]],
+                      audience: str, *, lifetime_s: int | None = None) -> tok.IssuedToken:
+        """Hand work for the same user to a sub-agent: exchange the on-behalf-of token this agent
+        holds for one bound to the sub-agent's key, with the `act` chain extended, never widened."""
+        return await self.bus.request(sub.TOKEN_EXCHANGE, self.tenant, tok.ExchangeToken(
+            subject_token=token, subject_token_type="urn:ietf:params:oauth:token-type:access_token",
+            actor_agent_id=sub_agent_id, audience=audience,
+            authorization_details=[dict(d) for d in authorization_details], lifetime_s=lifetime_s))
 
     async def bundle(self) -> reg.TrustBundle:
         return await self.bus.request(sub.GET_BUNDLE, self.tenant, reg.GetBundle())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,21 +17,49 @@ import msgspec
 
 from agentid.agent import Agent
 from agentid.credentials import BusFetcher, CredentialError, verify_credential, verify_presentation
+from agentid.demo_attestation import attestation_step
+from agentid.demo_audit import audit_step
+from agentid.demo_delegation import delegation_step
 from agentid.deployment import Deployment
+from agentid.devidp import DevIdp
 from agentid.keys import AgentKey
 from agentid.operator import Target, locate, operator_bus
+from agentid.jwks import StaticJwks
 from agentid.orchestrator import Orchestrator
+from agentid.verifier import Verifier
 from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
+from contracts import tokens as tok
+from shared import jose
 from shared.bus import Bus
 from shared.config import Settings
-from shared.errors import Unavailable
+from shared.errors import AgentidError, Unavailable
+from shared.ids import new_id
 from shared.keyring import Keyring
 from shared.keys import PrivateKey
-from shared.ids import new_id
 
 TENANT = "demo"
+LEDGER = "https://ledger.bank.example"
+LEDGER_TYPE = {"type": "object", "required": ["type", "locations", "actions"],
+               "properties": {"type": {"const": "ledger"},
+                              "locations": {"type": "array", "items": {"type": "string", "pattern": "^https://ledger\\.bank\\.example/"}},
+                              "actions": {"type": "array", "items": {"enum": ["read", "write", "pay"]}}}}
+DEMO_TOKEN_CONFIG = tok.TokenConfig(detail_types={"ledger": LEDGER_TYPE}, audiences=[LEDGER])
+DEMO_POLICY = """
+@id("loan-agents-work-on-loans")
+permit(principal is Agent, action in [Action::"read", Action::"write"], resource)
+when { principal.purpose == "loan-decisions" && resource.type == "ledger" };
+@id("research-agents-read")
+permit(principal is Agent, action == Action::"read", resource)
+when { principal.purpose == "document-research" && resource.type == "ledger" };
+@id("no-writes-without-a-user")
+forbid(principal, action == Action::"write", resource) unless { context.onBehalfOf };
+"""
+
+
+def ledger_detail(actions: list[str], path: str) -> dict[str, Any]:
+    return {"type": "ledger", "locations": [f"https://ledger.bank.example{path}"], "actions": actions}
 
 
 @dataclass
@@ -44,6 +72,7 @@ class DemoContext:
     report: dict[str, Any] = field(default_factory=dict)
     agents: list[Agent] = field(default_factory=list)
     orchestrator: Orchestrator | None = None
+    cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def deployment(self) -> Deployment:
@@ -78,9 +107,16 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> dict[st
         try:
             await spawn_agents(ctx)
             await workload_identity(ctx)
+            await attestation_step(ctx)
             await credentials(ctx)
+            await on_behalf_of(ctx)
+            await access_token(ctx)
+            await delegation_step(ctx, mint=_mint_delegated, after_revocation=_after_revocation(ctx))
+            await audit_step(ctx)
             return ctx.report
         finally:
+            for cleanup in ctx.cleanups:
+                await cleanup()
             for agent in ctx.agents:
                 await agent.close()
             if ctx.orchestrator is not None:
@@ -145,6 +181,108 @@ async def workload_identity(ctx: DemoContext) -> None:
     ctx.say(f"Trust bundle: {len(bundle.jwks['keys'])} keys, sequence {bundle.sequence}")
 
 
+async def access_token(ctx: DemoContext) -> None:
+    """The research agent asks for a token for one precise action, then calls the ledger with it and
+    a DPoP proof made with its own key; the ledger's Verifier checks both offline."""
+    agent = ctx.agents[1]
+    detail = ledger_detail(["read"], "/loans/L-1001")
+    issued = await agent.token([detail], LEDGER)
+    jwks = msgspec.to_builtins(await ctx.operator.request(sub.TOKEN_JWKS, TENANT, tok.GetJwks()))
+    htm, htu = "GET", f"{LEDGER}/loans/L-1001"
+    proof = agent.dpop_proof(htm, htu, issued.access_token)
+    iss_url = jose.split(issued.access_token)[1]["iss"]
+    verifier = Verifier(issuer=iss_url, audience=LEDGER, jwks=StaticJwks(jwks))
+    await verifier.start()
+    try:
+        checked = await verifier.verify(htm, htu, f"DPoP {issued.access_token}", proof, action="read", resource=htu)
+    finally:
+        await verifier.aclose()
+    ctx.report["access_token"] = {"token": issued.access_token, "iss": iss_url, "jwks": jwks, "dpop_proof": proof,
+                                  "htm": htm, "htu": htu,
+                                  "verified": {"agent": checked.agent_spiffe_id, "jti": checked.jti,
+                                               "jkt": checked.jkt, "action": "read", "resource": htu}}
+    ctx.say(f"{agent.agent_id}: token {issued.jti} for read on {htu}, DPoP-bound (cnf.jkt {checked.jkt[:12]}...), "
+            f"{issued.expires_in}s; the ledger verified token + proof + details")
+
+
+async def _mint_delegated(agent: Agent, link: Any) -> str:
+    """The research agent's token for the one loan file the loan agent delegated to it."""
+    detail = ledger_detail(["read"], "/loans/L-1001")
+    return (await agent.token([detail], LEDGER, delegation=list(link.chain))).access_token
+
+
+def _after_revocation(ctx: DemoContext) -> Callable[[Agent, Any, str | None], Awaitable[dict[str, Any]]]:
+    async def after(agent: Agent, link: Any, token: str | None) -> dict[str, Any]:
+        """What failed once the link was revoked: the token (introspection) and a new token request."""
+        out: dict[str, Any] = {}
+        if token is not None:
+            info = await ctx.operator.request(sub.TOKEN_INTROSPECT, TENANT, tok.Introspect(token=token))
+            out["token_introspection_active"] = info.active
+        agent._tokens.clear()
+        try:
+            await _mint_delegated(agent, link)
+            out["new_token"] = "issued (unexpected)"
+        except AgentidError as exc:
+            out["new_token"] = (exc.detail or {}).get("reason", exc.code.value)
+        ctx.say(f"After the revocation: token active {out.get('token_introspection_active')}, "
+                f"a new token from the chain is refused ({out['new_token']})")
+        return out
+    return after
+
+
+async def _next_credential(ctx: DemoContext, agent: Agent) -> iss.CredentialRecord:
+    """The agent's credential once a newer one (stating its attested posture) has been issued."""
+    issued = asyncio.Event()
+
+    async def on_issued(msg: Any) -> None:
+        if msgspec.json.decode(msg.data, type=iss.CredentialIssued).agent_id == agent.agent_id:
+            issued.set()
+
+    watch = await ctx.operator.nc.subscribe(sub.CREDENTIAL_ISSUED.subject(TENANT, ctx.target.nats_prefix), cb=on_issued)
+    try:
+        record = await agent.credential()
+        if not record.attested:
+            await asyncio.wait_for(issued.wait(), 10)
+            record = await agent.credential()
+        return record
+    finally:
+        await watch.unsubscribe()
+
+
+async def on_behalf_of(ctx: DemoContext) -> None:
+    """Alice signs in at the bank's identity provider (here a local test provider, over real HTTP);
+    the orchestrator exchanges her token for one the loan agent uses with its own key, and the loan
+    agent hands a narrower slice to a sub-agent. Her token never reaches an agent."""
+    assert ctx.orchestrator is not None
+    idp = DevIdp()
+    await idp.start()
+    ctx.cleanups.append(idp.stop)
+    audience = "https://agents.bank.example"
+    await ctx.operator.request(sub.TOKEN_CONFIG_SET, TENANT, tok.SetTokenConfig(config=DEMO_TOKEN_CONFIG))
+    await ctx.operator.request(sub.POLICY_SET, TENANT, tok.SetPolicy(policies=DEMO_POLICY))
+    await ctx.operator.request(sub.IDP_ADD, TENANT, tok.AddIdp(idp=tok.IdentityProvider(
+        issuer=idp.issuer, discovery_url=idp.discovery_url, audiences=[audience],
+        group_grants={"loan-officers": [ledger_detail(["read", "write"], "/loans/*")]})))
+    ctx.say(f"Trusting identity provider {idp.issuer} (a local test provider) for tenant {TENANT}")
+    user_token = idp.mint("alice@bank.example", audience=audience, groups=["loan-officers"])
+    loan_agent = ctx.agents[0]
+    obo = await ctx.orchestrator.token_for(loan_agent.agent_id, user_token, [ledger_detail(["read", "write"], "/loans/*")],
+                                           LEDGER)
+    key = AgentKey.generate("ES256")
+    helper = await ctx.orchestrator.spawn(key, purpose="loan-decisions", tier="standard", data_class="confidential",
+                                          model={"name": "credit-llm", "version": "2026.10"},
+                                          controller={"type": "user", "id": "alice@bank.example"},
+                                          parent_agent_id=loan_agent.agent_id)
+    sub_agent = await Agent.connect(helper, key, deployment=ctx.deployment, renew=False)
+    ctx.agents.append(sub_agent)
+    nested = await loan_agent.hand_on(obo.access_token, sub_agent.agent_id, [ledger_detail(["read"], "/loans/L-1001")],
+                                      LEDGER)
+    claims = jose.split(nested.access_token)[1]
+    ctx.report["obo"] = {"subject_token_issuer": idp.issuer, "token": nested.access_token}
+    ctx.say(f"On behalf of {claims['sub']}: {sub_agent.agent_id} acts (act.sub), "
+            f"after {claims['act']['act']['sub'].rsplit('/', 1)[-1]}; bound to the sub-agent's key")
+
+
 async def credentials(ctx: DemoContext) -> None:
     """Each agent's passport, checked like an outside verifier would; one agent revoked."""
     say = ctx.say
@@ -152,8 +290,11 @@ async def credentials(ctx: DemoContext) -> None:
     issuer = await ctx.operator.request(sub.GET_ISSUER, TENANT, iss.GetIssuer())
     ctx.report["issuer"] = {"did": issuer.did, "did_document": issuer.did_document, "jwks": issuer.jwks}
     say(f"Credential issuer {issuer.did}")
+    attested = ctx.report.get("attestation", {}).get("agent_id")
     for agent, entry in zip(ctx.agents, ctx.report["agents"]):
         record = await agent.credential()
+        while agent.agent_id == attested and not record.attested:
+            record = await _next_credential(ctx, agent)
         entry["credential_vc_jwt"] = record.vc_jwt
         verified = await verify_credential(record.vc_jwt, trusted_issuers=issuer.dids, fetcher=fetcher)
         subject = verified.claims["credentialSubject"]

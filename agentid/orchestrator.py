@@ -10,6 +10,7 @@ from agentid.deployment import Deployment
 from agentid.keys import AgentKey
 from contracts import registration as reg
 from contracts import subjects as sub
+from contracts import tokens as tok
 from shared.bus import Bus, Signer
 from shared.bus.client import decode
 from shared.bus.signing import authenticate
@@ -131,6 +132,15 @@ class Orchestrator:
     async def list(self, *, status: str | None = None, limit: int = 100, after: str | None = None) -> reg.AgentList:
         return await self.bus.request(sub.LIST_AGENTS, self.tenant,
                                       reg.ListAgents(status=status, limit=limit, after=after))  # type: ignore[arg-type]
+
+    async def token_for(self, agent_id: str, user_token: str, authorization_details: Sequence[Mapping[str, Any]],
+                        audience: str, *, user_token_type: str = "urn:ietf:params:oauth:token-type:id_token",
+                        lifetime_s: int | None = None) -> tok.IssuedToken:
+        """Exchange a signed-in user's token (RFC 8693) for a token the agent uses with its own key:
+        `sub` = the user, `act` = the agent. Hand the agent the result, never the user's token."""
+        return await self.bus.request(sub.TOKEN_EXCHANGE, self.tenant, tok.ExchangeToken(
+            subject_token=user_token, subject_token_type=user_token_type, actor_agent_id=agent_id,  # type: ignore[arg-type]
+            audience=audience, authorization_details=[dict(d) for d in authorization_details], lifetime_s=lifetime_s))
 
     async def bundle(self) -> reg.TrustBundle:
         """The tenant's SPIFFE trust bundle (X.509 CAs and JWT-SVID keys)."""

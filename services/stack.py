@@ -65,8 +65,11 @@ class Stack:
         # The gateway's port and public URL are fixed before any worker starts: credentials and
         # tokens carry URLs under it.
         port = self.settings.http_port or free_port()
-        self.settings = self.settings.model_copy(update={
-            "http_port": port, "public_url": self.settings.public_url or f"http://127.0.0.1:{port}"})
+        update: dict[str, Any] = {"http_port": port, "public_url": self.settings.public_url or f"http://127.0.0.1:{port}"}
+        if not (self.settings.nats_url or self.settings.database_url or self.settings.idp_insecure_hosts):
+            # A fully embedded stack is a local development stack: let it trust a local test IdP.
+            update["idp_insecure_hosts"] = ["127.0.0.1"]
+        self.settings = self.settings.model_copy(update=update)
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         starting = []
