@@ -84,6 +84,7 @@ def settings(servers: tuple[str, str], database_url: str, tmp_path_factory: pyte
         nats_url=servers[0], database_url=database_url, data_dir=data_dir,
         nats_prefix=f"agentid_t{secrets.token_hex(4)}", outbox_poll_s=0.2, ack_wait_s=2.0,
         shutdown_grace_s=5.0, stream_max_age_s=3600, expiry_sweep_s=0.2,
+        idp_insecure_hosts=["127.0.0.1"], idp_refetch_interval_s=0,
     )
 
 

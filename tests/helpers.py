@@ -20,6 +20,7 @@ from agentid.orchestrator import Orchestrator
 from contracts import headers as H
 from contracts import registration as reg
 from contracts import subjects as sub
+from contracts import tokens as tok
 from contracts.errors import Error
 from services.stack import Stack
 from shared.bus import Bus
@@ -38,6 +39,28 @@ SPAWN_FIELDS: dict[str, Any] = dict(
     tools=[{"name": "calculator", "version": "1.0"}],
     controller={"type": "user", "id": "alice@example.com"},
 )
+
+
+LEDGER_TYPE = {
+    "type": "object",
+    "required": ["type", "locations", "actions"],
+    "properties": {
+        "type": {"const": "ledger"},
+        "locations": {"type": "array", "items": {"type": "string", "pattern": "^https://ledger\\.example/"}},
+        "actions": {"type": "array", "items": {"enum": ["read", "write", "pay"]}},
+    },
+}
+TOKEN_CONFIG = tok.TokenConfig(detail_types={"ledger": LEDGER_TYPE},
+                               audiences=["https://ledger.example", "https://tools.example/*"])
+PERMIT_STANDARD = """
+@id("standard-agents-read-the-ledger")
+permit(principal is Agent, action == Action::"read", resource)
+when { resource.type == "ledger" && principal.tier == "standard" };
+"""
+
+
+def ledger(actions: list[str] | None = None, path: str = "/accounts/42", **extra: Any) -> dict[str, Any]:
+    return {"type": "ledger", "locations": [f"https://ledger.example{path}"], "actions": actions or ["read"], **extra}
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0,
@@ -101,6 +124,13 @@ class Harness:
         key = AgentKey.generate(alg)  # type: ignore[arg-type]
         identity = await orch.spawn(key, **{**SPAWN_FIELDS, **fields})
         return await Agent.connect(identity, key, deployment=self.deployment, renew=False), key
+
+    async def token_rules(self, tenant: str, policy: str | None = PERMIT_STANDARD,
+                          config: tok.TokenConfig = TOKEN_CONFIG) -> None:
+        """The tenant's token configuration and (unless None: default deny) its policy."""
+        await self.operator.request(sub.TOKEN_CONFIG_SET, tenant, tok.SetTokenConfig(config=config))
+        if policy is not None:
+            await self.operator.request(sub.POLICY_SET, tenant, tok.SetPolicy(policies=policy))
 
     async def new_orchestrator(self, tenant: str, authority: reg.Authority = DEFAULT_AUTHORITY,
                                ) -> tuple[Orchestrator, reg.OrchestratorRecord, PrivateKey]:

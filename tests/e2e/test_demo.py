@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import base58
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,7 +28,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("demo")
     out = tmp / "out.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTID_")}
-    env.update({"AGENTID_DATA_DIR": str(tmp / "data"), "OTEL_SDK_DISABLED": "true"})
+    env.update({"AGENTID_DATA_DIR": str(tmp / "data")})  # telemetry on: audit entries carry trace ids
     run = subprocess.run([sys.executable, "-m", "agentid.cli", "demo", "--json", str(out)],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -78,7 +79,7 @@ def test_svids_verify_against_the_trust_bundle(report: dict, tmp_path: Path) -> 
 
 def test_credentials_and_status_list_check_out_independently(report: dict) -> None:
     """joserfc verifies every credential with the issuer's did:key; the status list decodes with
-    gzip + base64url alone and has exactly the revoked agent's bit set."""
+    gzip + base64url alone, has the revoked agent's bit set and the live agents' clear."""
     issuer = report["issuer"]
     raw = base58.b58decode(issuer["did"][len("did:key:z"):])
     assert raw[:2] == b"\xed\x01"
@@ -97,5 +98,76 @@ def test_credentials_and_status_list_check_out_independently(report: dict) -> No
     assert len(bits) * 8 >= 131_072
     index = report["status_list"]["revoked_index"]
     assert bits[index // 8] & (0x80 >> (index % 8))
-    assert sum(bin(b).count("1") for b in bits) == 1
+    for agent in report["agents"]:  # the live agents' current credentials are not revoked
+        claims = json.loads(base64.urlsafe_b64decode(agent["credential_vc_jwt"].split(".")[1] + "=="))
+        i = int(claims["credentialStatus"]["statusListIndex"])
+        assert not bits[i // 8] & (0x80 >> (i % 8))
     assert issuer["did_document"]["id"] == issuer["did"]
+
+
+def test_obo_token_names_the_user_and_the_full_actor_chain(report: dict) -> None:
+    claims = jwt.decode(report["obo"]["token"], options={"verify_signature": False})
+    agents = {a["spiffe_id"] for a in report["agents"]}
+    assert claims["sub"] == "alice@bank.example" and claims["subject_issuer"] == report["obo"]["subject_token_issuer"]
+    assert claims["act"]["act"]["sub"] in agents               # the loan agent acted first
+    assert claims["act"]["sub"].startswith(f"spiffe://{report['trust_domain']}/agent/")
+    assert "act" not in claims["act"]["act"]
+    assert list(claims["cnf"]) == ["jkt"]
+
+
+def test_attestation_is_reported_honestly(report: dict) -> None:
+    att = report["attestation"]
+    assert att["kind"] == "ear" and att["agent_id"] == report["agents"][0]["id"]
+    assert att["result"]["verified"] is True and att["result"]["posture"] == "tee"
+    assert "demo verifier key" in att["note"] and "No hardware evidence" in att["note"]
+    assert att["claims"]
+    # The loan agent's reported credential states the posture.
+    token = report["agents"][0]["credential_vc_jwt"]
+    subject = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["credentialSubject"]
+    assert subject["attested"] is True and subject["attestation"]["tee"]["resultId"] == att["result"]["result_id"]
+
+
+def test_access_token_verifies_with_plain_pyjwt_and_its_proof_with_joserfc(report: dict) -> None:
+    at = report["access_token"]
+    header = jwt.get_unverified_header(at["token"])
+    key = jwt.PyJWKSet.from_dict(at["jwks"])[header["kid"]].key
+    claims = jwt.decode(at["token"], key, algorithms=[header["alg"]], audience="https://ledger.bank.example",
+                        issuer=at["iss"])
+    assert header["typ"] == "at+jwt" and claims["sub"] == report["agents"][1]["spiffe_id"]
+    proof_header = json.loads(base64.urlsafe_b64decode(at["dpop_proof"].split(".")[0] + "=="))
+    assert proof_header["typ"] == "dpop+jwt"
+    jwk = ECKey.import_key(proof_header["jwk"]) if proof_header["jwk"]["kty"] == "EC" else OKPKey.import_key(proof_header["jwk"])
+    proof = json.loads(jws.deserialize_compact(at["dpop_proof"], jwk, algorithms=[proof_header["alg"]]).payload)
+    assert proof["htm"] == at["htm"] and proof["htu"] == at["htu"]
+    assert claims["cnf"]["jkt"] == jwk.thumbprint()
+    assert at["verified"]["agent"] == claims["sub"]
+
+
+def test_delegation_chain_token_and_revocation(report: dict) -> None:
+    from multiformats import CID, multihash
+
+    dl = report["delegation"]
+    chain = dl["chain"]
+    first = json.loads(base64.urlsafe_b64decode(chain[0].split(".")[1] + "=="))
+    assert first["ucv"] == "0.10.0" and first["iss"] == dl["authority_did"]  # root first
+    leaf = json.loads(base64.urlsafe_b64decode(chain[-1].split(".")[1] + "=="))
+    assert leaf["aud"] == report["agents"][1]["did"]
+    # CIDs recomputed independently (CIDv1, raw, sha2-256) are the ones the token carries.
+    cids = [str(CID("base32", 1, "raw", multihash.digest(j.encode(), "sha2-256"))) for j in chain]
+    claims = jwt.decode(dl["token"], options={"verify_signature": False})
+    assert claims["delegation"]["chain"] == cids and claims["delegation"]["depth"] == len(chain)
+    assert dl["revoked_after"]["token_introspection_active"] is False
+    assert dl["revoked_after"]["new_token"] == "revoked" and dl["revoked_after"]["chain_check"] == "revoked"
+
+
+def test_audit_report_checks_out_with_an_outside_verifier(report: dict) -> None:
+    from tests.e2e.audit_report import check_audit_report
+
+    leaves = check_audit_report(report["audit"])
+    # Every event type the demo produced is in the log, each with its trace id.
+    events = {leaf["event"] for leaf in leaves}
+    for expected in ("tenant.created", "orchestrator.added", "agent.registered", "agent.exited",
+                     "credential.issued", "credential.revoked", "token.issued", "attestation.verified",
+                     "delegation.granted", "delegation.revoked", "policy.updated", "idp.changed"):
+        assert expected in events, expected
+    assert all(leaf.get("trace_id") for leaf in leaves if leaf.get("status") != "rejected")

@@ -118,7 +118,7 @@ async def test_credential_shape_refusals() -> None:
         "issuer not the signer": {**base, "issuer": PrivateKey.generate().public.did},
     }
     for name, claims in cases.items():
-        with pytest.raises(CredentialError, match="") as err:
+        with pytest.raises(CredentialError) as err:
             await verify_credential(sign(claims, key, kid), resolver=DidResolver(), trusted_issuers=None,
                                     status_fetcher=None, now=NOW.timestamp())
         assert err.value.reason == "malformed", name

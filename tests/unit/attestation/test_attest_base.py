@@ -19,9 +19,9 @@ from services.attestation.verifiers import (
     SnpTcb,
     Verifier,
     _der,
-    _merkle,
 )
 from services.attestation.verifiers._codec import b64decode, cbor_decode, json_object, unarmour
+from shared.merkle import ProofError, leaf_hash, verify_inclusion
 from tests.attestation_factory import b64u
 
 STABLE_CODES = {
@@ -159,13 +159,18 @@ PATH0 = [
 ]
 
 
-def test_merkle_inclusion_against_the_rfc_vectors():
-    assert _merkle.inclusion_valid(0, 8, _merkle.leaf_hash(LEAVES[0]), PATH0, ROOT8)
-    assert not _merkle.inclusion_valid(1, 8, _merkle.leaf_hash(LEAVES[0]), PATH0, ROOT8)
-    assert not _merkle.inclusion_valid(0, 8, _merkle.leaf_hash(LEAVES[1]), PATH0, ROOT8)
-    assert not _merkle.inclusion_valid(8, 8, _merkle.leaf_hash(LEAVES[0]), PATH0, ROOT8)
-    assert not _merkle.inclusion_valid(0, 8, _merkle.leaf_hash(LEAVES[0]), PATH0[:2], ROOT8)
-    assert not _merkle.inclusion_valid(0, 8, _merkle.leaf_hash(LEAVES[0]), [*PATH0, PATH0[0]], ROOT8)
+def test_rekor_proofs_use_the_shared_merkle_verifier_against_the_rfc_vectors():
+    # Rekor inclusion proofs go through shared.merkle, the project's one RFC 9162 implementation.
+    verify_inclusion(leaf_hash(LEAVES[0]), 0, 8, PATH0, ROOT8)
+    for args in (
+        (leaf_hash(LEAVES[0]), 1, 8, PATH0, ROOT8),
+        (leaf_hash(LEAVES[1]), 0, 8, PATH0, ROOT8),
+        (leaf_hash(LEAVES[0]), 8, 8, PATH0, ROOT8),
+        (leaf_hash(LEAVES[0]), 0, 8, PATH0[:2], ROOT8),
+        (leaf_hash(LEAVES[0]), 0, 8, [*PATH0, PATH0[0]], ROOT8),
+    ):
+        with pytest.raises(ProofError):
+            verify_inclusion(*args)
 
 
 def test_merkle_inclusion_for_every_leaf_of_odd_trees():
@@ -176,7 +181,7 @@ def test_merkle_inclusion_for_every_leaf_of_odd_trees():
         leaves = [b"leaf %d" % i for i in range(size)]
         root = _mth(leaves)
         for i in range(size):
-            assert _merkle.inclusion_valid(i, size, _merkle.leaf_hash(leaves[i]), _path(i, leaves), root)
+            verify_inclusion(leaf_hash(leaves[i]), i, size, _path(i, leaves), root)
 
 
 def test_der_reader_is_strict():
