@@ -196,6 +196,15 @@ class Agent:
 
         return await delegation.revoke(self, cid)
 
+    async def sign(self, content: bytes, media_type: str, *, purpose: str, name: str = "artifact",
+                   on_behalf_of: str | None = None, wait_logged: bool = True) -> Any:
+        """Sign an artifact with this agent's key; the signature is logged, and the returned bundle
+        (with the log's inclusion proof) verifies offline with `agentid.artifacts.verify`."""
+        from agentid import artifacts
+
+        return await artifacts.sign(self, content, media_type, name=name, purpose=purpose,
+                                    on_behalf_of=on_behalf_of, wait_logged=wait_logged)
+
     def dpop_proof(self, method: str, url: str, token: str | None = None, *, nonce: str | None = None) -> str:
         """A DPoP proof (RFC 9449) made with this agent's key for one HTTP request."""
         return dpop.dpop_proof(self.key, method, url, token, nonce=nonce)

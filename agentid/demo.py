@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 import msgspec
 
 from agentid.agent import Agent
+from agentid.artifacts import trust_for
+from agentid.artifacts import verify as verify_artifact
 from agentid.credentials import BusFetcher, CredentialError, verify_credential, verify_presentation
 from agentid.demo_attestation import attestation_step
 from agentid.demo_audit import audit_step
@@ -73,6 +76,7 @@ class DemoContext:
     agents: list[Agent] = field(default_factory=list)
     orchestrator: Orchestrator | None = None
     cleanups: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    obo_token: str | None = None  # the loan agent's on-behalf-of token for Alice
 
     @property
     def deployment(self) -> Deployment:
@@ -112,6 +116,7 @@ async def run(settings: Settings, say: Callable[[str], None] = print) -> dict[st
             await on_behalf_of(ctx)
             await access_token(ctx)
             await delegation_step(ctx, mint=_mint_delegated, after_revocation=_after_revocation(ctx))
+            await artifact(ctx)
             await audit_step(ctx)
             return ctx.report
         finally:
@@ -205,6 +210,23 @@ async def access_token(ctx: DemoContext) -> None:
             f"{issued.expires_in}s; the ledger verified token + proof + details")
 
 
+async def artifact(ctx: DemoContext) -> None:
+    """The loan agent signs its decision report for Alice; anyone can later check who signed it,
+    for whom, with which credential, and that it was logged when it says, without calling us."""
+    loan_agent = ctx.agents[0]
+    content = json.dumps({"loan": "L-1001", "applicant": "A-7731", "decision": "approve", "amount": "25000.00",
+                          "currency": "EUR", "reasons": ["income verified", "debt ratio 0.21"]}, indent=2)
+    bundle = await loan_agent.sign(content.encode(), "application/json", purpose="loan decision",
+                                   name="decision-L-1001.json", on_behalf_of=ctx.obo_token)
+    result = await verify_artifact(bundle, content.encode(), await trust_for(ctx.operator, TENANT))
+    full = bundle.to_json()
+    ctx.report["artifact"] = {"content": content, "bundle": {
+        k: full[k] for k in ("dsse_envelope", "statement", "credential_vc_jwt", "leaf", "inclusion_proof",
+                             "checkpoint", "log_public_key")}}
+    ctx.say(f"{loan_agent.agent_id} signed decision-L-1001.json for {result.on_behalf_of}; logged at index "
+            f"{result.log_index}; verified offline against the issuer and the log key")
+
+
 async def _mint_delegated(agent: Agent, link: Any) -> str:
     """The research agent's token for the one loan file the loan agent delegated to it."""
     detail = ledger_detail(["read"], "/loans/L-1001")
@@ -268,6 +290,7 @@ async def on_behalf_of(ctx: DemoContext) -> None:
     loan_agent = ctx.agents[0]
     obo = await ctx.orchestrator.token_for(loan_agent.agent_id, user_token, [ledger_detail(["read", "write"], "/loans/*")],
                                            LEDGER)
+    ctx.obo_token = obo.access_token
     key = AgentKey.generate("ES256")
     helper = await ctx.orchestrator.spawn(key, purpose="loan-decisions", tier="standard", data_class="confidential",
                                           model={"name": "credit-llm", "version": "2026.10"},

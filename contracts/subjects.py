@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from contracts import artifacts as art
 from contracts import attestation as att
 from contracts import audit as au
 from contracts import delegation as dlg
@@ -158,6 +159,9 @@ REVOKE_CREDENTIAL = Route("issuance", "revoke", iss.RevokeCredential, iss.Creden
 ROTATE_ISSUER_KEY = Route("issuance", "rotate_key", iss.RotateIssuerKey, iss.IssuerRecord, OPS,
                           "Rotate the tenant's issuer key; the old one keeps signing its status lists.")
 
+RECORD_ARTIFACT = Route("issuance", "record_artifact", art.RecordArtifact, art.ArtifactRecorded, frozenset({"agent"}),
+                        "Log an agent's signed statement about an artifact (checked against its credential).")
+
 # --- attestation ------------------------------------------------------------------------------
 AGENT_ONLY = frozenset({"agent"})
 ATTESTATION_CHALLENGE = Route("attestation", "challenge", att.RequestChallenge, att.Challenge, AGENT_ONLY,
@@ -240,6 +244,8 @@ TOKEN_CONFIG_UPDATED = Topic("token_config", "updated", tok.TokenConfigUpdated, 
 IDP_CHANGED = Topic("idp", "changed", tok.IdpChanged, "token", "A tenant's trusted identity providers changed.")
 SIGNING_KEY_ROTATED = Topic("signing_key", "rotated", tok.SigningKeyRotated, "token",
                             "A tenant's token signing key was rotated.")
+ARTIFACT_SIGNED = Topic("artifact", "signed", art.ArtifactSigned, "issuance",
+                        "An agent signed an artifact; its log entry is what makes the signature verifiable later.")
 AGENT_EXITED = Topic("agent", "exited", reg.AgentExited, "registration",
                      "An agent's identity is retired (exited, revoked or expired).")
 
@@ -282,7 +288,7 @@ ROUTES: tuple[Route, ...] = (
     ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES, LOOKUP_SENDER,
     TOKEN_ISSUE, TOKEN_JWKS, TOKEN_INTROSPECT, TOKEN_REVOKE, TOKEN_ROTATE_KEY, POLICY_SET, POLICY_GET, POLICY_TEST,
     TOKEN_CONFIG_SET, TOKEN_CONFIG_GET, TOKEN_EXCHANGE, IDP_ADD, IDP_LIST, IDP_REMOVE,
-    GET_CREDENTIAL, GET_STATUS_LIST, GET_ISSUER, REVOKE_CREDENTIAL, ROTATE_ISSUER_KEY,
+    GET_CREDENTIAL, GET_STATUS_LIST, GET_ISSUER, REVOKE_CREDENTIAL, ROTATE_ISSUER_KEY, RECORD_ARTIFACT,
     ATTESTATION_CHALLENGE, ATTESTATION_VERIFY, ATTESTATION_POSTURE, SET_REFERENCE_VALUES, LIST_REFERENCE_VALUES,
     AUDIT_CHECKPOINT, AUDIT_CHECKPOINTS, AUDIT_PROOF, AUDIT_CONSISTENCY, AUDIT_QUERY,
     DELEGATION_GRANT, DELEGATION_CHECK, DELEGATION_CHAIN, DELEGATION_ROOT, DELEGATION_REVOKE, DELEGATION_REVOCATIONS,
@@ -297,7 +303,7 @@ REFERENCE_VALUES_UPDATED = Topic("reference_values", "updated", att.ReferenceVal
 
 TOPICS: tuple[Topic, ...] = (
     SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
-    AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED, CREDENTIAL_ISSUED, CREDENTIAL_REVOKED,
+    AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED, CREDENTIAL_ISSUED, CREDENTIAL_REVOKED, ARTIFACT_SIGNED,
     TOKEN_ISSUED, TOKEN_DENIED, TOKEN_REVOKED, POLICY_UPDATED, TOKEN_CONFIG_UPDATED, SIGNING_KEY_ROTATED, IDP_CHANGED,
     ATTESTATION_VERIFIED, ATTESTATION_FAILED, REFERENCE_VALUES_UPDATED,
     DELEGATION_GRANTED, DELEGATION_REVOKED, DELEGATION_CONFIG_UPDATED,

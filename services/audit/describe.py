@@ -179,6 +179,16 @@ def _credential_revoked(e: Any) -> Facts:
                           "status_index": e.status_index})
 
 
+def _artifact_signed(e: Any) -> Facts:
+    """The signature's log entry: what an artifact bundle's verifier matches, field by field."""
+    return Facts(subject={"type": "agent", "id": e.agent_id, "spiffe_id": e.spiffe_id, "did": e.did},
+                 act=act_path(e.act) if e.act else (), on_behalf_of=e.user,
+                 details=_present(artifact_name=e.artifact_name, artifact_digest=e.artifact_digest,
+                                  envelope_digest=e.envelope_digest, credential_id=e.credential_id,
+                                  purpose=e.purpose, signed_at=when(e.signed_at),
+                                  delegation=delegation_path(e.delegation)))
+
+
 # ---- tokens (the token itself, its proofs and the user's token never appear) -------------------
 
 
@@ -315,6 +325,7 @@ DESCRIBERS: dict[str, Callable[[Any], Facts]] = {
     "agent.exited": _agent_exited,
     "credential.issued": _credential_issued,
     "credential.revoked": _credential_revoked,
+    "artifact.signed": _artifact_signed,
     "token.issued": _token_issued,
     "token.denied": _token_denied,
     "token.revoked": _token_revoked,

@@ -10,15 +10,18 @@ from typing import Any
 
 import asyncpg
 
+from contracts import artifacts as art
 from contracts import attestation as att
 from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
+from contracts import tokens as tok
 from services.issuance import store
 from services.issuance.issuers import Issuers
 from shared import status_list, vc
 from shared.canonical import sha256_digest
-from shared.errors import NotFound
+from shared.artifacts_check import SIGNING_SKEW_S, check_signed_statement, parse_instant
+from shared.errors import AgentInactive, Forbidden, InvalidRequest, NotFound
 from shared.ids import new_id
 from shared.outbox import UnitOfWork
 from shared.worker import Context, Subscription, Worker
@@ -69,6 +72,7 @@ class IssuanceWorker(Worker):
             sub.GET_ISSUER: self.get_issuer,
             sub.REVOKE_CREDENTIAL: self.revoke_credential,
             sub.ROTATE_ISSUER_KEY: self.rotate_key,
+            sub.RECORD_ARTIFACT: self.record_artifact,
         }
 
     def subscriptions(self) -> Sequence[Subscription]:
@@ -201,6 +205,52 @@ class IssuanceWorker(Worker):
         async with self.unit_of_work(ctx) as uow:
             await self._revoke_agent(uow, ctx.tenant, req.agent_id, req.reason)
         return await self.get_credential(iss.GetCredential(agent_id=req.agent_id), ctx)
+
+    # -- agent-signed artifacts -----------------------------------------------------------------
+    async def record_artifact(self, req: art.RecordArtifact, ctx: Context) -> art.ArtifactRecorded:
+        """Log an agent's signed statement, after checking it is the agent's, about its current,
+        unrevoked credential, and (on behalf of a user) backed by a live token bound to its key."""
+        signed = check_signed_statement(req.envelope, ctx.sender.key)
+        predicate = signed.statement["predicate"]
+        agent_id = ctx.sender.subject_id
+        agent = predicate.get("agent", {})
+        if agent.get("spiffeId") != ctx.sender.sender or agent.get("did") != ctx.sender.key.did \
+                or agent.get("agentId") != agent_id:
+            raise InvalidRequest("the statement names another agent than its signer")
+        current = await store.current_credential(self.pool, ctx.tenant, agent_id)
+        if current is None or current["revoked_at"] is not None:
+            raise AgentInactive("the agent has no valid credential to sign with")
+        if predicate.get("credentialId") != current["id"]:
+            raise InvalidRequest("the statement names another credential than the agent's current one")
+        signed_at = parse_instant(predicate.get("signedAt"))
+        if abs((signed_at - _now()).total_seconds()) > SIGNING_SKEW_S:
+            raise InvalidRequest("signedAt is not now: a signature is logged when it is made")
+        user, act, delegation = await self._on_behalf_of(req.on_behalf_of, ctx)
+        if predicate.get("onBehalfOf") != user:
+            raise InvalidRequest("onBehalfOf does not match the token the agent acted under")
+        subject = signed.statement["subject"][0]
+        async with self.unit_of_work(ctx) as uow:
+            msg_id = await uow.emit(sub.ARTIFACT_SIGNED, ctx.tenant, art.ArtifactSigned(
+                agent_id=agent_id, spiffe_id=ctx.sender.sender, did=ctx.sender.key.did, credential_id=current["id"],
+                artifact_name=subject["name"], artifact_digest=subject["digest"]["sha256"],
+                envelope_digest=signed.envelope_digest, purpose=str(predicate.get("purpose", ""))[:1000], user=user,
+                act=act, delegation=delegation, signed_at=signed_at))
+        listing = await store.get_list(self.pool, ctx.tenant, current["status_list_id"])
+        assert listing is not None
+        return art.ArtifactRecorded(event_msg_id=msg_id, envelope_digest=signed.envelope_digest,
+                                    credential_id=current["id"], status_list_vc_jwt=listing["vc_jwt"],
+                                    credential_vc_jwt=current["vc_jwt"], signed_at=signed_at)
+
+    async def _on_behalf_of(self, token: str | None, ctx: Context) -> tuple[str | None, Any, Any]:
+        if token is None:
+            return None, None, None
+        info = await self.bus.request(sub.TOKEN_INTROSPECT, ctx.tenant, tok.Introspect(token=token))
+        claims = info.claims or {}
+        act = claims.get("act") or {}
+        if not info.active or act.get("sub") != ctx.sender.sender or \
+                (claims.get("cnf") or {}).get("jkt") != ctx.sender.key.thumbprint:
+            raise Forbidden("on_behalf_of is not a live token of this agent acting for a user")
+        return str(claims["sub"]), act, claims.get("delegation")
 
     # -- reading -----------------------------------------------------------------------------------
     async def get_credential(self, req: iss.GetCredential, ctx: Context) -> iss.CredentialRecord:

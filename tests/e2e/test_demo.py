@@ -171,3 +171,38 @@ def test_audit_report_checks_out_with_an_outside_verifier(report: dict) -> None:
                      "delegation.granted", "delegation.revoked", "policy.updated", "idp.changed"):
         assert expected in events, expected
     assert all(leaf.get("trace_id") for leaf in leaves if leaf.get("status") != "rejected")
+
+
+def test_artifact_bundle_checks_out_with_outside_tools(report: dict) -> None:
+    """The DSSE signature (PAE) with the agent's did:key, the in-toto subject digest, and the log
+    entry's inclusion in the signed checkpoint (sigstore's RFC 9162 verifier, cryptography)."""
+    import hashlib
+
+    from tests.e2e.audit_report import open_checkpoint
+
+    a = report["artifact"]
+    bundle = a["bundle"]
+    env = bundle["dsse_envelope"]
+    payload = base64.b64decode(env["payload"])
+    pae = b"DSSEv1 %d %s %d %s" % (len(env["payloadType"]), env["payloadType"].encode(), len(payload), payload)
+    statement = json.loads(payload)
+    assert statement == bundle["statement"] and statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["subject"][0]["digest"]["sha256"] == hashlib.sha256(a["content"].encode()).hexdigest()
+    did = statement["predicate"]["agent"]["did"]
+    raw = base58.b58decode(did[len("did:key:z"):])
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:])
+    sig = base64.b64decode(env["signatures"][0]["sig"])
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    key.verify(encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")), pae,
+               ec.ECDSA(hashes.SHA256()))
+    assert statement["predicate"]["onBehalfOf"] == "alice@bank.example"
+    _, size, root = open_checkpoint(bundle["checkpoint"], bundle["log_public_key"])
+    from sigstore._internal.merkle import verify_merkle_inclusion
+
+    from tests.e2e.audit_report import _sigstore_entry
+
+    proof = bundle["inclusion_proof"]
+    verify_merkle_inclusion(_sigstore_entry(proof["leaf_index"], size, proof["hashes"], root, bundle["leaf"].encode()))
+    assert json.loads(bundle["leaf"])["details"]["artifact_digest"] == statement["subject"][0]["digest"]["sha256"]

@@ -84,7 +84,8 @@ def _link(issuer: Agent | PrivateKey, audience: Agent, details: Sequence[dict[st
           nbf: int | None = None, exp: int | None = None) -> str:
     key = issuer if isinstance(issuer, PrivateKey) else issuer.key.private
     now = int(time.time())
-    return ucan.issue(key, audience.did, [from_rar(d) for d in details], expires=exp or now + 600,
+    # Expiring well before the 600 s links of `_chain`, so a link made a second later still nests.
+    return ucan.issue(key, audience.did, [from_rar(d) for d in details], expires=exp or now + 300,
                       not_before=nbf if nbf is not None else now, proofs=[parent] if parent else [])
 
 

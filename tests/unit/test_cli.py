@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-COMMANDS = ["up", "status", "demo", "worker", "tenant", "orchestrator", "keyring", "contracts", "bundle", "agent", "ca", "status-list", "issuer", "credential", "delegation", "attestation", "audit"]
+COMMANDS = ["up", "status", "demo", "worker", "tenant", "orchestrator", "keyring", "contracts", "bundle", "agent",
+            "ca", "status-list", "issuer", "credential", "policy", "token", "jwks", "idp", "delegation", "attestation",
+            "audit", "artifact"]
 
 
 def test_help_lists_every_command() -> None:
