@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from contracts.types import Id, Jws, Name, Struct, Text, Uri
+from contracts.types import Digest, Id, JsonObject, Jws, Key, Name, Struct, Text, Uri
 
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{64})$(?!\n)")]
 
@@ -16,13 +16,13 @@ class RecordArtifact(Struct, kw_only=True):
     """An agent asks for its signed statement to be logged. `on_behalf_of`: the on-behalf-of token
     it acted under (checked, never stored; only its user and chain are recorded)."""
 
-    envelope: Annotated[dict[str, Any], msgspec.Meta(max_length=3)]
+    envelope: Annotated[dict[Key, Any], msgspec.Meta(max_length=3)]
     on_behalf_of: Jws | None = None
 
 
 class ArtifactRecorded(Struct, kw_only=True):
     event_msg_id: Id            # the artifact.signed event: find its log entry by this
-    envelope_digest: str
+    envelope_digest: Digest
     credential_id: Uri
     status_list_vc_jwt: Jws     # the credential's status list as it was when the signature was logged
     credential_vc_jwt: Jws
@@ -36,9 +36,9 @@ class ArtifactSigned(Struct, kw_only=True):
     credential_id: Uri
     artifact_name: Name
     artifact_digest: Sha256
-    envelope_digest: str
+    envelope_digest: Digest
     purpose: Text
     user: Text | None = None
-    act: dict[str, Any] | None = None
-    delegation: dict[str, Any] | None = None
+    act: JsonObject | None = None
+    delegation: JsonObject | None = None
     signed_at: datetime

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts.types import Count, Digest, Id, Name, Struct, TenantId, Text, Uri, anchored
+from contracts.types import Count, Digest, Id, JsonObject, Key, Name, Natural, Struct, TenantId, Text, Uri, anchored
 
 # The largest evidence accepted on the bus, decoded. A request carries it base64-encoded (4/3 of
 # the size) inside a message of at most 64 KiB, so 45 KiB leaves room for the envelope. Real
@@ -39,6 +39,10 @@ HexNonce = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{32,128}"))]
 HexDigest = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{128}"))]
 Thumbprint = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9_-]{43}"))]
 ReasonCode = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z_]{1,64}"))]
+# What a verifier extracted (an SEV-SNP report gives 27 members); values bounded by the payload.
+Claims = Annotated[dict[Key, Any], msgspec.Meta(max_length=128)]
+# Covered artifacts: the model, then one per tool of the credential ("model", "tool:<name>").
+Artifacts = Annotated[list[Name], msgspec.Meta(max_length=65)]
 
 TEE_KINDS: frozenset[str] = frozenset({"aws-nitro", "amd-sev-snp", "eat", "ear"})
 SUPPLY_CHAIN_KINDS: frozenset[str] = frozenset({"sigstore"})
@@ -74,7 +78,7 @@ class Challenge(Struct, kw_only=True):
     nonce: HexNonce
     key_thumbprint: Thumbprint
     binding: HexDigest
-    binding_version: int = 1
+    binding_version: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
     expires_at: datetime
 
 
@@ -98,10 +102,10 @@ class AttestationResult(Struct, kw_only=True):
     kind: EvidenceKind
     posture: PostureKind
     verified: bool
-    claims: dict[str, Any]
-    artifacts: list[Name] = []  # supply_chain: the credential's artifacts covered ("model", "tool:<name>")
+    claims: Claims
+    artifacts: Artifacts = []  # supply_chain: the credential's artifacts covered ("model", "tool:<name>")
     key_thumbprint: Thumbprint
-    reference_version: int
+    reference_version: Natural
     verified_at: datetime
     expires_at: datetime
 
@@ -115,7 +119,7 @@ class PostureEntry(Struct, kw_only=True):
     kind: EvidenceKind
     verified_at: datetime
     expires_at: datetime
-    artifacts: list[Name] = []
+    artifacts: Artifacts = []
 
 
 class Posture(Struct, kw_only=True):
@@ -136,14 +140,14 @@ class SetReferenceValues(Struct, kw_only=True):
     refused with `conflict` unless that is the current version.
     """
 
-    document: dict[str, Any]
+    document: JsonObject
     expected_version: Count | None = None
 
 
 class ReferenceValuesRecord(Struct, kw_only=True):
     tenant: TenantId
-    version: int
-    document: dict[str, Any]  # normalised: every field, defaults included
+    version: Natural
+    document: JsonObject  # normalised: every field, defaults included
     digest: Digest            # sha256 of the canonical JSON of `document`
     set_by: Uri
     set_at: datetime
@@ -154,7 +158,7 @@ class ListReferenceValues(Struct, kw_only=True):
 
 
 class ReferenceValuesVersion(Struct, kw_only=True):
-    version: int
+    version: Natural
     digest: Digest
     set_by: Uri
     set_at: datetime
@@ -162,7 +166,7 @@ class ReferenceValuesVersion(Struct, kw_only=True):
 
 class ReferenceValuesList(Struct, kw_only=True):
     current: ReferenceValuesRecord | None = None
-    versions: list[ReferenceValuesVersion] = []  # newest first
+    versions: Annotated[list[ReferenceValuesVersion], msgspec.Meta(max_length=100)] = []  # newest first, limit
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -176,9 +180,9 @@ class AttestationVerified(Struct, kw_only=True):
     kind: EvidenceKind
     posture: PostureKind
     key_thumbprint: Thumbprint
-    claims: dict[str, Any]
-    artifacts: list[Name] = []
-    reference_version: int
+    claims: Claims
+    artifacts: Artifacts = []
+    reference_version: Natural
     verified_at: datetime
     expires_at: datetime
 
@@ -203,7 +207,7 @@ class AttestationFailed(Struct, kw_only=True):
 
 class ReferenceValuesUpdated(Struct, kw_only=True):
     tenant: TenantId
-    version: int
+    version: Natural
     digest: Digest
     set_by: Uri
     at: datetime

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from contracts.types import Id, Name, Struct, anchored
+from contracts.types import Id, Name, Struct, Text, Uri, anchored
 
 TreeSize = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Hash = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9+/]{43}="))]  # 32 bytes, base64
@@ -20,6 +20,13 @@ TraceId = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{32}"))]
 EventName = Annotated[str, msgspec.Meta(pattern=anchored(r"[a-z0-9_]{1,64}\.[a-z0-9_]{1,64}"))]
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=500)]
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]  # an instant needs its time zone
+# A signed note with its signatures (shared/signed_note.py); a leaf as hashed, at most
+# services/audit/leaf.py MAX_LEAF_BYTES; a proof, at most shared/merkle.py MAX_PROOF_HASHES hashes.
+Note = Annotated[str, msgspec.Meta(max_length=65_536)]
+Leaf = Annotated[str, msgspec.Meta(max_length=8192)]
+Proof = Annotated[list[Hash], msgspec.Meta(max_length=64)]
+VerifierKey = Annotated[str, msgspec.Meta(max_length=4096)]  # C2SP `name+hex8+base64`
+VerifierKeys = Annotated[list[VerifierKey], msgspec.Meta(max_length=16)]
 
 
 class GetCheckpoint(Struct, kw_only=True):
@@ -29,18 +36,38 @@ class GetCheckpoint(Struct, kw_only=True):
 
 
 class SignedCheckpoint(Struct, kw_only=True):
-    size: int
+    size: TreeSize
     root_hash: Hash
-    note: str  # the signed note: checkpoint text, blank line, the log's signature, witness cosignatures
+    note: Note  # the signed note: checkpoint text, blank line, the log's signature, witness cosignatures
     signed_at: datetime
 
 
+class RetiredLogKey(Struct, kw_only=True):
+    """A log key that signed checkpoints up to `until_size` and no further. The checkpoint at
+    `until_size` (the handover) is signed by it and by the next key: whoever trusts one trusts both."""
+
+    key: VerifierKey
+    until_size: TreeSize
+    retired_at: datetime
+
+
+RetiredLogKeys = Annotated[list[RetiredLogKey], msgspec.Meta(max_length=256)]
+
+
 class CheckpointRecord(Struct, kw_only=True):
-    origin: str
-    log_public_key: str          # verifier key of the log (the key name is the origin)
-    witness_keys: list[str] = []  # verifier keys of the witnesses that cosign (type 0x04)
-    entries: int                 # entries in the log now; the next checkpoint covers any beyond `checkpoint.size`
+    origin: Uri
+    log_public_key: VerifierKey  # verifier key of the log (the key name is the origin)
+    witness_keys: VerifierKeys = []  # verifier keys of the witnesses that cosign (type 0x04)
+    entries: TreeSize            # entries in the log now; the next checkpoint covers any beyond `checkpoint.size`
     checkpoint: SignedCheckpoint
+    retired_log_keys: RetiredLogKeys = []  # oldest first
+
+
+class RotateLogKey(Struct, kw_only=True):
+    """Give the tenant's log a new key. The current tree head is signed by the old and the new key
+    (the handover checkpoint); later checkpoints by the new key only."""
+
+    reason: Text = "scheduled rotation"
 
 
 class ListCheckpoints(Struct, kw_only=True):
@@ -49,11 +76,12 @@ class ListCheckpoints(Struct, kw_only=True):
 
 
 class CheckpointList(Struct, kw_only=True):
-    origin: str
-    log_public_key: str
-    witness_keys: list[str] = []
-    checkpoints: list[SignedCheckpoint]  # by size, smallest first
-    next_after: int | None = None
+    origin: Uri
+    log_public_key: VerifierKey
+    witness_keys: VerifierKeys = []
+    checkpoints: Annotated[list[SignedCheckpoint], msgspec.Meta(max_length=500)]  # by size, smallest first
+    next_after: TreeSize | None = None
+    retired_log_keys: RetiredLogKeys = []  # oldest first
 
 
 class GetInclusionProof(Struct, kw_only=True):
@@ -64,11 +92,11 @@ class GetInclusionProof(Struct, kw_only=True):
 
 
 class InclusionProof(Struct, kw_only=True):
-    leaf_index: int
-    tree_size: int
-    leaf: str
-    hashes: list[Hash]   # RFC 9162 PATH(leaf_index, D[tree_size]), bottom-up
-    checkpoint: str      # the signed note at tree_size
+    leaf_index: TreeSize
+    tree_size: TreeSize
+    leaf: Leaf
+    hashes: Proof        # RFC 9162 PATH(leaf_index, D[tree_size]), bottom-up
+    checkpoint: Note     # the signed note at tree_size
 
 
 class GetConsistencyProof(Struct, kw_only=True):
@@ -79,11 +107,11 @@ class GetConsistencyProof(Struct, kw_only=True):
 
 
 class ConsistencyProof(Struct, kw_only=True):
-    first: int
-    second: int
-    hashes: list[Hash]   # RFC 9162 PROOF(first, D[second])
-    old_checkpoint: str
-    checkpoint: str
+    first: TreeSize
+    second: TreeSize
+    hashes: Proof        # RFC 9162 PROOF(first, D[second])
+    old_checkpoint: Note
+    checkpoint: Note
 
 
 class QueryLog(Struct, kw_only=True):
@@ -104,11 +132,11 @@ class QueryLog(Struct, kw_only=True):
 
 
 class AuditEntry(Struct, kw_only=True):
-    seq: int
-    leaf: str
+    seq: TreeSize
+    leaf: Leaf
     leaf_hash: Hash | None = None  # as stored in the tree (None if the tree lacks it)
 
 
 class QueryPage(Struct, kw_only=True):
-    entries: list[AuditEntry]
-    next_after: int | None = None
+    entries: Annotated[list[AuditEntry], msgspec.Meta(max_length=500)]  # QueryLog.limit
+    next_after: TreeSize | None = None

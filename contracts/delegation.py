@@ -25,17 +25,20 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts.types import Id, Jws, Name, Struct, Text, Token, Uri, anchored
+from contracts.types import Id, Jws, Key, Name, Natural, Struct, Text, Token, Uri, anchored
 
 # Canonical UCAN CID: CIDv1, raw codec, sha2-256, base32 lower-case ("bafkrei...").
 Cid = Annotated[str, msgspec.Meta(pattern=anchored(r"b[a-z2-7]{58}"))]
 # A did:key (multibase base58btc); UCAN principals here are always did:key, without fragment.
 Did = Annotated[str, msgspec.Meta(pattern=anchored(r"did:key:z[1-9A-HJ-NP-Za-km-z]{1,120}"))]
-Detail = Annotated[dict[str, Any], msgspec.Meta(max_length=16)]  # one RFC 9396 authorization detail
+Detail = Annotated[dict[Key, Any], msgspec.Meta(max_length=16)]  # one RFC 9396 authorization detail
 Details = Annotated[list[Detail], msgspec.Meta(max_length=32)]
+Depth = Annotated[int, msgspec.Meta(ge=1, le=16)]  # links in a chain (ucan.MAX_CHAIN_LENGTH)
 Chain = Annotated[list[Jws], msgspec.Meta(min_length=1, max_length=16)]  # root first
 # Seconds since the epoch, as in UCAN `nbf` / `exp`; None for `exp` means "never".
 Epoch = Annotated[int, msgspec.Meta(ge=0, le=253_402_300_799)]
+Cids = Annotated[list[Cid], msgspec.Meta(max_length=10_000)]  # a cascade, as a reply lists it
+Path = Annotated[list[Did], msgspec.Meta(max_length=17)]  # the root issuer, then each audience
 
 REASONS = (
     "bad_signature", "expired", "not_yet_valid", "time_not_nested", "broken_link", "widened",
@@ -75,7 +78,7 @@ class GetDelegationConfig(Struct, kw_only=True):
 
 
 class DelegationConfigRecord(Struct, kw_only=True):
-    version: int  # 0: never set (the defaults)
+    version: Natural  # 0: never set (the defaults)
     config: DelegationConfig
 
 
@@ -92,7 +95,7 @@ class AuthorityRecord(Struct, kw_only=True):
     verifier should trust now (retired authorities stay while roots they issued may be valid)."""
 
     did: Did
-    trusted_roots: list[Did]
+    trusted_roots: Annotated[list[Did], msgspec.Meta(max_length=256)]  # one per authority key still trusted
 
 
 # -- links -----------------------------------------------------------------------------------------
@@ -120,18 +123,18 @@ class DelegationRecord(Struct, kw_only=True):
 
     cid: Cid
     parent: Cid | None = None
-    depth: int
+    depth: Depth
     issuer_did: Did
     audience_did: Did
     issuer_agent_id: Id | None = None  # None: a root, issued by the tenant authority
     audience_agent_id: Id
-    capabilities: list[dict[str, Any]]  # RFC 9396 objects (shared.capabilities.to_rar)
+    capabilities: Details  # RFC 9396 objects (shared.capabilities.to_rar)
     not_before: Epoch | None = None
     expires: Epoch | None = None
     status: LinkStatus
     granted_at: datetime
     revoked_at: datetime | None = None
-    chain: list[Jws]
+    chain: Chain
 
 
 # -- checking (the token worker, agents) -------------------------------------------------------------
@@ -145,14 +148,14 @@ class CheckChain(Struct, kw_only=True):
 
 
 class ChainCheck(Struct, kw_only=True):
-    depth: int
-    max_depth: int  # the tenant's limit the chain was checked against
+    depth: Depth
+    max_depth: Depth  # the tenant's limit the chain was checked against
     root: Did
     holder: Did
-    capabilities: list[dict[str, Any]]  # the holder's: the leaf's, RFC 9396 objects
-    cids: list[Cid]  # root first
-    path: list[Did]  # root issuer, then every audience down to the holder
-    agent_ids: list[Id]  # the agents on the path below the root, holder last
+    capabilities: Details  # the holder's: the leaf's, RFC 9396 objects
+    cids: Annotated[list[Cid], msgspec.Meta(max_length=16)]  # root first
+    path: Path  # root issuer, then every audience down to the holder
+    agent_ids: Annotated[list[Id], msgspec.Meta(max_length=16)]  # the agents on the path below the root, holder last
     not_before: Epoch | None = None
     expires: Epoch | None = None
 
@@ -178,12 +181,12 @@ class RevokeDelegation(Struct, kw_only=True):
 
 class DelegationRevocation(Struct, kw_only=True):
     cid: Cid
-    cids: list[Cid]  # every CID that became invalid now: the link, then its descendants
+    cids: Cids  # every CID that became invalid now: the link, then its descendants
     already_revoked: bool = False
 
 
 class ListRevocations(Struct, kw_only=True):
-    after: Annotated[int, msgspec.Meta(ge=0)] = 0  # cursor: the last `seq` already seen
+    after: Natural = 0  # cursor: the last `seq` already seen
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 
@@ -191,7 +194,7 @@ class RevocationEntry(Struct, kw_only=True):
     """One revoked CID. `cause` is the link whose revocation invalidated it (itself when it was
     revoked directly); `record` is the signed UCAN revocation, on direct revocations only."""
 
-    seq: int
+    seq: Natural
     cid: Cid
     cause: Cid
     record: RevocationRecord | None = None
@@ -201,8 +204,8 @@ class RevocationEntry(Struct, kw_only=True):
 
 
 class RevocationList(Struct, kw_only=True):
-    revocations: list[RevocationEntry]
-    next_after: int | None = None
+    revocations: Annotated[list[RevocationEntry], msgspec.Meta(max_length=500)]  # ListRevocations.limit
+    next_after: Natural | None = None
 
 
 # -- the graph -------------------------------------------------------------------------------------
@@ -226,15 +229,15 @@ class GraphEdge(Struct, kw_only=True):
     parent: Cid | None = None
     issuer: Did
     audience: Did
-    depth: int
-    capabilities: list[dict[str, Any]]
+    depth: Depth
+    capabilities: Details
     expires: Epoch | None = None
     status: LinkStatus
 
 
 class DelegationGraph(Struct, kw_only=True):
-    nodes: list[GraphNode]
-    edges: list[GraphEdge]
+    nodes: Annotated[list[GraphNode], msgspec.Meta(max_length=4001)]  # each edge's two ends, and the authority
+    edges: Annotated[list[GraphEdge], msgspec.Meta(max_length=2000)]  # GetGraph.limit
     truncated: bool = False
 
 
@@ -246,8 +249,8 @@ class DelegationGranted(Struct, kw_only=True):
     audience_did: Did
     issuer_agent_id: Id | None = None  # None: a root from the tenant authority
     audience_agent_id: Id
-    depth: int
-    capabilities: list[dict[str, Any]]
+    depth: Depth
+    capabilities: Details
     not_before: Epoch | None = None
     expires: Epoch | None = None
 
@@ -257,16 +260,16 @@ class DelegationRevoked(Struct, kw_only=True):
     Verifiers drop every token whose delegation names one of `cids`. A cascade larger than
     `MAX_CIDS_PER_EVENT` CIDs comes as `parts` events, numbered by `part`."""
 
-    cids: list[Cid]
-    direct: list[Cid]  # the links revoked by name (or touching an exited agent)
+    cids: Annotated[list[Cid], msgspec.Meta(max_length=MAX_CIDS_PER_EVENT)]
+    direct: Annotated[list[Cid], msgspec.Meta(max_length=MAX_CIDS_PER_EVENT)]  # the links revoked by name (or touching an exited agent)
     by: Uri  # the revoker: a record's iss DID, an operator's SPIFFE ID, or who ended the agent
     reason: Text
     at: datetime
-    part: int = 1
-    parts: int = 1
+    part: Annotated[int, msgspec.Meta(ge=1, le=2**31)] = 1
+    parts: Annotated[int, msgspec.Meta(ge=1, le=2**31)] = 1
 
 
 class DelegationConfigUpdated(Struct, kw_only=True):
-    version: int
-    max_depth: int
+    version: Natural
+    max_depth: Depth
     at: datetime

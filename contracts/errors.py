@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     INVALID_TARGET = "invalid_target"            # audience/resource not allowed (RFC 8693)
     INVALID_GRANT = "invalid_grant"              # subject/actor token unacceptable
     INVALID_SCOPE = "invalid_scope"              # beyond what the resource owner (the user) granted
+    INVALID_CLIENT = "invalid_client"            # OAuth client authentication failed (HTTP token endpoint)
     DELEGATION_INVALID = "delegation_invalid"
     ATTESTATION_REQUIRED = "attestation_required"
     ATTESTATION_FAILED = "attestation_failed"
@@ -47,4 +48,4 @@ class Error(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
     code: ErrorCode
     message: Annotated[str, msgspec.Meta(max_length=1024)]
-    detail: dict[str, Any] | None = None
+    detail: Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], Any], msgspec.Meta(max_length=16)] | None = None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated
 
-from contracts.types import Id, Jws, Struct, Text, Uri
+import msgspec
+
+from contracts.types import Id, JsonObject, Jws, Natural, Struct, Text, Uri
 
 
 class GetCredential(Struct, kw_only=True):
@@ -18,7 +20,7 @@ class CredentialRecord(Struct, kw_only=True):
     issuer: Uri
     vc_jwt: Jws
     status_list_credential: Uri
-    status_index: int
+    status_index: Natural
     valid_from: datetime
     valid_until: datetime
     revoked: bool
@@ -34,7 +36,7 @@ class StatusListRecord(Struct, kw_only=True):
     url: Uri
     issuer: Uri
     vc_jwt: Jws
-    version: int
+    version: Natural
 
 
 class GetIssuer(Struct, kw_only=True):
@@ -46,9 +48,9 @@ class IssuerRecord(Struct, kw_only=True):
     `dids` lists every issuer DID whose credentials may still be valid."""
 
     did: Uri
-    dids: list[Uri]
-    did_document: dict[str, Any]
-    jwks: dict[str, Any]
+    dids: Annotated[list[Uri], msgspec.Meta(max_length=256)]  # one per issuer key still live
+    did_document: JsonObject
+    jwks: JsonObject
 
 
 class RevokeCredential(Struct, kw_only=True):
@@ -65,7 +67,7 @@ class CredentialIssued(Struct, kw_only=True):
     agent_id: Id
     issuer: Uri
     status_list_id: Id
-    status_index: int
+    status_index: Natural
     valid_until: datetime
     attested: bool
 
@@ -74,5 +76,5 @@ class CredentialRevoked(Struct, kw_only=True):
     credential_id: Uri
     agent_id: Id
     status_list_id: Id
-    status_index: int
+    status_index: Natural
     reason: Text

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from contracts.types import (
     anchored,
-    Count, Digest, Id, Jwk, Jws, Name, Pem, Seconds, Struct, TenantId, Text, Token, TrustDomain, Uri,
+    Count, Digest, Id, JsonObject, Jwk, Jws, KeyId, Name, Natural, Pem, Seconds, Struct, TenantId, Text, Token,
+    TrustDomain, Uri,
 )
 
 
@@ -41,6 +42,7 @@ class Authority(Struct, kw_only=True):
     data_classes: Annotated[list[Token], msgspec.Meta(max_length=16)] = []
     max_lifetime_s: Seconds = 86_400
     max_live_agents: Count = 100
+    spawns_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 600  # rate limit (burst: a tenth)
 
 
 # --- operator requests --------------------------------------------------------------------
@@ -66,7 +68,7 @@ class OrchestratorRecord(Struct, kw_only=True):
     spiffe_id: Uri
     name: Name
     public_jwk: Jwk
-    key_id: str
+    key_id: KeyId
     authority: Authority
     status: Literal["active", "revoked"]
     created_at: datetime
@@ -94,6 +96,7 @@ class SpawnAgent(Struct, kw_only=True):
 
 
 AgentStatus = Literal["active", "exited", "revoked", "expired"]
+Serial = Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{1,40}"))]  # an X.509 serial, hex
 
 
 class X509Svid(Struct, kw_only=True):
@@ -102,7 +105,7 @@ class X509Svid(Struct, kw_only=True):
     spiffe_id: Uri
     cert_pem: Pem
     chain_pem: Annotated[list[Pem], msgspec.Meta(max_length=8)]
-    serial: Annotated[str, msgspec.Meta(pattern=anchored(r"[0-9a-f]{1,40}"))]
+    serial: Serial
     not_before: datetime
     not_after: datetime
 
@@ -116,13 +119,13 @@ class AgentIdentity(Struct, kw_only=True):
     spiffe_id: Uri
     did: Uri
     public_jwk: Jwk
-    key_id: str
+    key_id: KeyId
     orchestrator_id: Id
     parent_agent_id: Id | None = None
     spawn_id: Id
     purpose: Name
     model: Model
-    tools: list[Tool] = []
+    tools: Annotated[list[Tool], msgspec.Meta(max_length=64)] = []
     tier: Token
     data_class: Token
     controller: Controller
@@ -150,8 +153,13 @@ class RevokeAgent(Struct, kw_only=True):
     reason: Text = "revoked"
 
 
+# Agents ended by one kill switch, as a reply lists them: an event carries the same bound.
+AgentIds = Annotated[list[Id], msgspec.Meta(max_length=10_000)]
+
+
 class RevokedAgents(Struct, kw_only=True):
-    revoked: list[Id]
+    revoked: AgentIds  # the first 10,000 (root first); `count` says how many there were
+    count: Natural = 0
 
 
 class ListAgents(Struct, kw_only=True):
@@ -162,7 +170,7 @@ class ListAgents(Struct, kw_only=True):
 
 
 class AgentList(Struct, kw_only=True):
-    agents: list[AgentIdentity]
+    agents: Annotated[list[AgentIdentity], msgspec.Meta(max_length=500)]  # ListAgents.limit
     next_after: Id | None = None
 
 
@@ -181,7 +189,7 @@ class IssueJwtSvid(Struct, kw_only=True):
 class JwtSvid(Struct, kw_only=True):
     token: Jws
     spiffe_id: Uri
-    audience: list[Uri]
+    audience: Annotated[list[Uri], msgspec.Meta(min_length=1, max_length=8)]
     expires_at: datetime
 
 
@@ -193,8 +201,8 @@ class TrustBundle(Struct, kw_only=True):
     """The SPIFFE trust bundle of the tenant's trust domain (a JWKS with SPIFFE members)."""
 
     trust_domain: TrustDomain
-    jwks: dict[str, Any]
-    sequence: int
+    jwks: JsonObject
+    sequence: Natural
 
 
 class LookupSender(Struct, kw_only=True):
@@ -206,7 +214,7 @@ class LookupSender(Struct, kw_only=True):
 
 class SenderRecord(Struct, kw_only=True):
     sender: Uri
-    key_id: str
+    key_id: KeyId
     kind: Literal["orchestrator", "agent"]
     subject_id: Id
     tenant: TenantId
@@ -214,7 +222,29 @@ class SenderRecord(Struct, kw_only=True):
     public_jwk: Jwk
     active: bool
     expires_at: datetime | None = None
-    attributes: dict[str, Any] = {}
+    attributes: JsonObject = {}
+
+
+class RevokeOrchestrator(Struct, kw_only=True):
+    """A compromised orchestrator: its key stops working and everything it spawned is revoked."""
+
+    orchestrator_id: Id
+    reason: Text = "orchestrator compromised"
+
+
+class RevokedOrchestrator(Struct, kw_only=True):
+    orchestrator_id: Id
+    revoked_agents: AgentIds  # the first 10,000; `count` says how many there were
+    count: Natural = 0
+
+
+class OrchestratorRevoked(Struct, kw_only=True):
+    orchestrator_id: Id
+    spiffe_id: Uri
+    reason: Text
+    revoked_agents: AgentIds
+    by: Uri
+    at: datetime
 
 
 class RotateAuthorities(Struct, kw_only=True):
@@ -240,20 +270,20 @@ class AgentRegistered(Struct, kw_only=True):
 class AgentSpawnRejected(Struct, kw_only=True):
     spawn_id: Id
     orchestrator_id: Id
-    code: str
+    code: Token
     message: Text
 
 
 class AgentRenewed(Struct, kw_only=True):
     agent_id: Id
     spiffe_id: Uri
-    serial: str
+    serial: Serial
     not_after: datetime
 
 
 class AuthoritiesRotated(Struct, kw_only=True):
     trust_domain: TrustDomain
-    sequence: int
+    sequence: Natural
     reason: Text
     at: datetime
 

@@ -15,6 +15,7 @@ from contracts import artifacts as art
 from contracts import attestation as att
 from contracts import audit as au
 from contracts import delegation as dlg
+from contracts import gateway as gw
 from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import tokens as tok
@@ -142,6 +143,8 @@ ISSUE_JWT_SVID = Route("registration", "jwt_svid", reg.IssueJwtSvid, reg.JwtSvid
                        "Issue a JWT-SVID (ES256, 5 minutes at most) for the calling agent.")
 GET_BUNDLE = Route("registration", "bundle", reg.GetBundle, reg.TrustBundle, ANY_PARTY,
                    "The tenant's SPIFFE trust bundle.")
+REVOKE_ORCHESTRATOR = Route("registration", "revoke_orchestrator", reg.RevokeOrchestrator, reg.RevokedOrchestrator,
+                             OPS, "A compromised orchestrator: its key refused, every agent it spawned revoked.")
 LOOKUP_SENDER = Route("registration", "lookup_sender", reg.LookupSender, reg.SenderRecord, frozenset({"service"}),
                        "For workers: a runtime sender not yet in their event-fed directory.")
 ROTATE_AUTHORITIES = Route("registration", "rotate_authorities", reg.RotateAuthorities, reg.TrustBundle, OPS,
@@ -190,6 +193,8 @@ AUDIT_CONSISTENCY = Route("audit", "consistency", au.GetConsistencyProof, au.Con
 AUDIT_QUERY = Route("audit", "query", au.QueryLog, au.QueryPage, AUDIT_READERS,
                     "Entries by agent, user, trace id, event type and time range (paged; "
                     "an orchestrator or agent sees only its own).")
+AUDIT_ROTATE_KEY = Route("audit", "rotate_key", au.RotateLogKey, au.CheckpointRecord, OPS,
+                         "Give the tenant's log a new key; the handover checkpoint is signed by both keys.")
 
 # --- tokens -----------------------------------------------------------------------------------
 TOKEN_ISSUE = Route("token", "issue", tok.IssueToken, tok.IssuedToken, frozenset({"agent"}),
@@ -217,12 +222,30 @@ IDP_REMOVE = Route("token", "idp_remove", tok.RemoveIdp, tok.IdpList, OPS, "Stop
 TOKEN_CONFIG_GET = Route("token", "config_get", tok.GetTokenConfig, tok.TokenConfigRecord, ANY_PARTY,
                          "The tenant's token configuration.")
 
+# --- the HTTP edge (the gateway relays; the token worker authenticates the client itself) -------
+GATEWAY = frozenset({"service"})  # the handlers admit only the gateway service
+TOKEN_GRANT = Route("token", "grant", gw.TokenGrant, tok.IssuedToken, GATEWAY,
+                    "The HTTP token endpoint, relayed: client_credentials or token exchange, the client "
+                    "authenticated by its private_key_jwt assertion, bound to the DPoP key the gateway checked.")
+TOKEN_RS_INTROSPECT = Route("token", "rs_introspect", gw.ResourceServerCall, tok.Introspection, GATEWAY,
+                            "RFC 7662 introspection for a registered resource server (HTTP Basic credentials).")
+TOKEN_RS_REVOKE = Route("token", "rs_revoke", gw.ResourceServerCall, gw.Revocation, GATEWAY,
+                        "RFC 7009 revocation by a registered resource server (HTTP Basic credentials).")
+RS_ADD = Route("token", "rs_add", gw.AddResourceServer, gw.ResourceServerCredentials, OPS,
+               "Register a resource server for introspection and revocation; its secret is shown once.")
+RS_LIST = Route("token", "rs_list", gw.ListResourceServers, gw.ResourceServerList, OPS,
+                "The tenant's registered resource servers.")
+RS_REMOVE = Route("token", "rs_remove", gw.RemoveResourceServer, gw.ResourceServerList, OPS,
+                  "Remove a resource server: its credentials stop working at once.")
+
 # --- events -----------------------------------------------------------------------------------
 SPAWN_REQUESTED = Topic("agent", "spawn_requested", reg.SpawnAgent, "orchestrator",
                         "An orchestrator asks for an agent (Nats-Msg-Id = spawn id).")
 TENANT_CREATED = Topic("tenant", "created", reg.TenantCreated, "registration", "A tenant exists.")
 ORCHESTRATOR_ADDED = Topic("orchestrator", "added", reg.OrchestratorAdded, "registration",
                            "An orchestrator was registered.")
+ORCHESTRATOR_REVOKED = Topic("orchestrator", "revoked", reg.OrchestratorRevoked, "registration",
+                             "An orchestrator's key is no longer accepted; its agents were revoked with it.")
 AGENT_REGISTERED = Topic("agent", "registered", reg.AgentRegistered, "registration",
                          "An agent has an identity.")
 AGENT_SPAWN_REJECTED = Topic("agent", "spawn_rejected", reg.AgentSpawnRejected, "registration",
@@ -242,6 +265,8 @@ POLICY_UPDATED = Topic("policy", "updated", tok.PolicyUpdated, "token", "A tenan
 TOKEN_CONFIG_UPDATED = Topic("token_config", "updated", tok.TokenConfigUpdated, "token",
                              "A tenant's token configuration changed.")
 IDP_CHANGED = Topic("idp", "changed", tok.IdpChanged, "token", "A tenant's trusted identity providers changed.")
+RESOURCE_SERVER_CHANGED = Topic("resource_server", "changed", gw.ResourceServerChanged, "token",
+                                "A resource server was registered for introspection and revocation, or removed.")
 SIGNING_KEY_ROTATED = Topic("signing_key", "rotated", tok.SigningKeyRotated, "token",
                             "A tenant's token signing key was rotated.")
 ARTIFACT_SIGNED = Topic("artifact", "signed", art.ArtifactSigned, "issuance",
@@ -285,12 +310,13 @@ DELEGATION_CONFIG_UPDATED = Topic("delegation_config", "updated", dlg.Delegation
 
 ROUTES: tuple[Route, ...] = (
     CREATE_TENANT, ADD_ORCHESTRATOR, SPAWN, GET_AGENT, EXIT_AGENT, REVOKE_AGENT, LIST_AGENTS, RENEW_SVID,
-    ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES, LOOKUP_SENDER,
+    ISSUE_JWT_SVID, GET_BUNDLE, ROTATE_AUTHORITIES, LOOKUP_SENDER, REVOKE_ORCHESTRATOR,
     TOKEN_ISSUE, TOKEN_JWKS, TOKEN_INTROSPECT, TOKEN_REVOKE, TOKEN_ROTATE_KEY, POLICY_SET, POLICY_GET, POLICY_TEST,
     TOKEN_CONFIG_SET, TOKEN_CONFIG_GET, TOKEN_EXCHANGE, IDP_ADD, IDP_LIST, IDP_REMOVE,
+    TOKEN_GRANT, TOKEN_RS_INTROSPECT, TOKEN_RS_REVOKE, RS_ADD, RS_LIST, RS_REMOVE,
     GET_CREDENTIAL, GET_STATUS_LIST, GET_ISSUER, REVOKE_CREDENTIAL, ROTATE_ISSUER_KEY, RECORD_ARTIFACT,
     ATTESTATION_CHALLENGE, ATTESTATION_VERIFY, ATTESTATION_POSTURE, SET_REFERENCE_VALUES, LIST_REFERENCE_VALUES,
-    AUDIT_CHECKPOINT, AUDIT_CHECKPOINTS, AUDIT_PROOF, AUDIT_CONSISTENCY, AUDIT_QUERY,
+    AUDIT_CHECKPOINT, AUDIT_CHECKPOINTS, AUDIT_PROOF, AUDIT_CONSISTENCY, AUDIT_QUERY, AUDIT_ROTATE_KEY,
     DELEGATION_GRANT, DELEGATION_CHECK, DELEGATION_CHAIN, DELEGATION_ROOT, DELEGATION_REVOKE, DELEGATION_REVOCATIONS,
     DELEGATION_GRAPH, DELEGATION_CONFIG_SET, DELEGATION_CONFIG_GET, DELEGATION_AUTHORITY, DELEGATION_ROTATE_AUTHORITY,
 )
@@ -302,9 +328,10 @@ REFERENCE_VALUES_UPDATED = Topic("reference_values", "updated", att.ReferenceVal
                                  "A tenant's attestation reference values have a new version.")
 
 TOPICS: tuple[Topic, ...] = (
-    SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
+    SPAWN_REQUESTED, TENANT_CREATED, ORCHESTRATOR_ADDED, ORCHESTRATOR_REVOKED, AGENT_REGISTERED, AGENT_SPAWN_REJECTED,
     AGENT_RENEWED, AUTHORITIES_ROTATED, AGENT_EXITED, CREDENTIAL_ISSUED, CREDENTIAL_REVOKED, ARTIFACT_SIGNED,
     TOKEN_ISSUED, TOKEN_DENIED, TOKEN_REVOKED, POLICY_UPDATED, TOKEN_CONFIG_UPDATED, SIGNING_KEY_ROTATED, IDP_CHANGED,
+    RESOURCE_SERVER_CHANGED,
     ATTESTATION_VERIFIED, ATTESTATION_FAILED, REFERENCE_VALUES_UPDATED,
     DELEGATION_GRANTED, DELEGATION_REVOKED, DELEGATION_CONFIG_UPDATED,
 )

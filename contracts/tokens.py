@@ -8,11 +8,17 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from contracts.types import Id, Jws, Pem, Struct, Text, Token, Uri
+from contracts.types import Id, JsonObject, Jws, Key, KeyId, Natural, Pem, Struct, Text, Token, Uri
 
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-Detail = Annotated[dict[str, Any], msgspec.Meta(max_length=16)]
+Detail = Annotated[dict[Key, Any], msgspec.Meta(max_length=16)]
 Details = Annotated[list[Detail], msgspec.Meta(min_length=1, max_length=16)]
+Granted = Annotated[list[Detail], msgspec.Meta(max_length=32)]  # details in a token (capabilities.MAX_CAPABILITIES)
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=r"^(?:[0-9a-f]{64})$(?!\n)")]
+PolicyText = Annotated[str, msgspec.Meta(max_length=256 * 1024)]
+# Cedar policy ids (an @id annotation, or cedar's policyN): the contract's bound, which a policy set
+# must respect to be announced and audited.
+PolicyIds = Annotated[list[Annotated[str, msgspec.Meta(max_length=1024)]], msgspec.Meta(max_length=10_000)]
 
 
 class IssueToken(Struct, kw_only=True):
@@ -33,11 +39,11 @@ class IssueToken(Struct, kw_only=True):
 class IssuedToken(Struct, kw_only=True):
     access_token: Jws
     token_type: Literal["DPoP", "N_A"]  # N_A: bound by mTLS (RFC 8705), still never a bearer token
-    issued_token_type: str = ACCESS_TOKEN_TYPE
-    expires_in: int
+    issued_token_type: Annotated[str, msgspec.Meta(max_length=128)] = ACCESS_TOKEN_TYPE
+    expires_in: Annotated[int, msgspec.Meta(ge=0, le=86_400)]
     expires_at: datetime
     jti: Id
-    authorization_details: list[dict[str, Any]]
+    authorization_details: Granted
 
 
 class GetJwks(Struct, kw_only=True):
@@ -45,7 +51,7 @@ class GetJwks(Struct, kw_only=True):
 
 
 class Jwks(Struct, kw_only=True):
-    keys: list[dict[str, Any]]
+    keys: Annotated[list[JsonObject], msgspec.Meta(max_length=64)]  # the current key and those still verifying
 
 
 class Introspect(Struct, kw_only=True):
@@ -56,7 +62,7 @@ class Introspection(Struct, kw_only=True):
     """RFC 7662: `active` and, when active, the token's facts, the full `act` chain included."""
 
     active: bool
-    claims: dict[str, Any] | None = None
+    claims: JsonObject | None = None
 
 
 class RevokeToken(Struct, kw_only=True):
@@ -77,14 +83,14 @@ class RotateSigningKey(Struct, kw_only=True):
 class SetPolicy(Struct, kw_only=True):
     """A Cedar policy set (and optionally a Cedar schema to validate it against)."""
 
-    policies: Annotated[str, msgspec.Meta(max_length=256 * 1024)]
-    schema: Annotated[str, msgspec.Meta(max_length=256 * 1024)] | None = None
+    policies: PolicyText
+    schema: PolicyText | None = None
 
 
 class PolicyRecord(Struct, kw_only=True):
-    version: int
-    sha256: str
-    policy_ids: list[str]
+    version: Natural
+    sha256: Sha256Hex
+    policy_ids: PolicyIds
     updated_at: datetime
 
 
@@ -93,37 +99,41 @@ class GetPolicy(Struct, kw_only=True):
 
 
 class PolicyDocument(Struct, kw_only=True):
-    version: int
-    policies: str
-    schema: str | None = None
+    version: Natural
+    policies: PolicyText
+    schema: PolicyText | None = None
 
 
 class TestPolicy(Struct, kw_only=True):
     """Evaluate a request the way `token.issue` would, without issuing anything."""
 
-    agent: dict[str, Any]               # {"id", "tier", "purpose", "data_class", "model", "tools", "attested", ...}
+    agent: JsonObject                   # {"id", "tier", "purpose", "data_class", "model", "tools", "attested", ...}
     authorization_details: Details
     audience: Uri = "https://resource.example"
-    lifetime_s: int = 300
-    delegation_depth: int = 0
-    user: dict[str, Any] | None = None  # {"id", "groups"} for on-behalf-of requests
+    lifetime_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 300
+    delegation_depth: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+    user: JsonObject | None = None      # {"id", "groups"} for on-behalf-of requests
 
 
 class PolicyDecision(Struct, kw_only=True):
     decision: Literal["allow", "deny"]
-    determining_policies: list[str]
-    errors: list[str] = []
+    determining_policies: PolicyIds
+    errors: Annotated[list[Text], msgspec.Meta(max_length=100)] = []
     reason: Text = ""
 
 
 class TokenConfig(Struct, kw_only=True):
     """A tenant's token rules. Detail types each have a JSON Schema their objects must satisfy."""
 
-    detail_types: dict[Token, dict[str, Any]] = {}
+    detail_types: Annotated[dict[Token, JsonObject], msgspec.Meta(max_length=64)] = {}  # type -> JSON Schema
     audiences: Annotated[list[Uri], msgspec.Meta(max_length=256)] = []  # exact, or ending in /* for a prefix
     max_lifetime_s: Annotated[int, msgspec.Meta(ge=1, le=300)] = 300
     max_delegation_depth: Annotated[int, msgspec.Meta(ge=1, le=16)] = 5
-    attestation_required_tiers: list[Token] = []
+    attestation_required_tiers: Annotated[list[Token], msgspec.Meta(max_length=32)] = []
+    # Issuance rate limits (token buckets per worker replica; a burst of twice the rate): a runaway
+    # agent, or a compromised orchestrator minting for all its agents, is refused with rate_limited.
+    agent_tokens_per_s: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 100
+    orchestrator_tokens_per_s: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2_000
 
 
 class SetTokenConfig(Struct, kw_only=True):
@@ -135,7 +145,7 @@ class GetTokenConfig(Struct, kw_only=True):
 
 
 class TokenConfigRecord(Struct, kw_only=True):
-    version: int
+    version: Natural
     config: TokenConfig
 
 
@@ -146,43 +156,43 @@ class TokenIssued(Struct, kw_only=True):
     sub: Uri
     audience: Uri
     expires_at: datetime
-    authorization_details: list[dict[str, Any]]
-    determining_policies: list[str]
-    act: dict[str, Any] | None = None
-    delegation: dict[str, Any] | None = None
-    user: str | None = None  # on-behalf-of: the user's subject (never the user's token)
+    authorization_details: Granted
+    determining_policies: PolicyIds
+    act: JsonObject | None = None
+    delegation: JsonObject | None = None
+    user: Uri | None = None  # on-behalf-of: the user's subject (never the user's token)
 
 
 class TokenDenied(Struct, kw_only=True):
     agent_id: Id
     sub: Uri
     audience: Uri | None = None
-    code: str
+    code: Token
     reason: Text
-    determining_policies: list[str] = []
-    user: str | None = None
+    determining_policies: PolicyIds = []
+    user: Uri | None = None
 
 
 class TokenRevoked(Struct, kw_only=True):
     jti: Id
     sub: Uri
-    exp: int
+    exp: Natural
     reason: Text
 
 
 class PolicyUpdated(Struct, kw_only=True):
-    version: int
-    sha256: str
+    version: Natural
+    sha256: Sha256Hex
     at: datetime
 
 
 class TokenConfigUpdated(Struct, kw_only=True):
-    version: int
+    version: Natural
     at: datetime
 
 
 class SigningKeyRotated(Struct, kw_only=True):
-    kid: str
+    kid: KeyId
     at: datetime
 
 
@@ -218,11 +228,11 @@ class IdentityProvider(Struct, kw_only=True):
     discovery_url: Uri | None = None          # /.well-known/openid-configuration; its issuer must match
     jwks_uri: Uri | None = None               # used when there is no discovery document
     audiences: Annotated[list[Uri], msgspec.Meta(min_length=1, max_length=16)]
-    algorithms: list[Literal["RS256", "PS256", "ES256", "EdDSA"]] = msgspec.field(
+    algorithms: Annotated[list[Literal["RS256", "PS256", "ES256", "EdDSA"]], msgspec.Meta(max_length=4)] = msgspec.field(
         default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     groups_claim: Annotated[str, msgspec.Meta(max_length=64)] = "groups"
-    scope_grants: dict[Annotated[str, msgspec.Meta(max_length=128)], Details] = {}
-    group_grants: dict[Annotated[str, msgspec.Meta(max_length=128)], Details] = {}
+    scope_grants: Annotated[dict[Annotated[str, msgspec.Meta(max_length=128)], Details], msgspec.Meta(max_length=64)] = {}
+    group_grants: Annotated[dict[Annotated[str, msgspec.Meta(max_length=128)], Details], msgspec.Meta(max_length=64)] = {}
 
 
 class AddIdp(Struct, kw_only=True):
@@ -234,7 +244,7 @@ class ListIdps(Struct, kw_only=True):
 
 
 class IdpList(Struct, kw_only=True):
-    idps: list[IdentityProvider]
+    idps: Annotated[list[IdentityProvider], msgspec.Meta(max_length=256)]
 
 
 class RemoveIdp(Struct, kw_only=True):
