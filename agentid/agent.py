@@ -21,6 +21,7 @@ from contracts import subjects as sub
 from contracts import tokens as tok
 from shared import vc
 from shared.bus import Bus, Signer
+from shared.bus.inbox import party_inbox
 from shared.canonical import canonical_json
 from shared.errors import AgentidError, AgentInactive, NotFound
 
@@ -47,7 +48,9 @@ class Agent:
         deployment = deployment or Deployment.load()
         bus = await Bus.connect(deployment.nats_url, name=f"agent-{identity.agent_id}",
                                 signer=Signer(identity.spiffe_id, key.private), registry=deployment.services(),
-                                root=deployment.nats_prefix)
+                                root=deployment.nats_prefix, nkey_seed=deployment.nats_nkey_seed,
+                                inbox_prefix=party_inbox(deployment.nats_prefix, identity.tenant, "agent",
+                                                         identity.agent_id))
         agent = cls(bus, key, identity)
         if renew:
             agent.start_renewal(renew_margin_s)

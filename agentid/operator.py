@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bus import Bus
+from shared.bus.inbox import operator_inbox
 from shared.config import Settings
 from shared.errors import Unavailable
 from shared.keyring import Keyring
@@ -49,7 +50,8 @@ async def operator_bus(settings: Settings, *, operator: str = "admin",
     keyring = keyring or load_keyring(settings)
     return await Bus.connect(target.nats_url, name=f"agentid-operator-{operator}",
                              signer=keyring.signer("operator", operator), registry=keyring.registry(),
-                             root=target.nats_prefix)
+                             root=target.nats_prefix, nkey_seed=settings.nkey_seed,
+                             inbox_prefix=operator_inbox(target.nats_prefix, operator))
 
 
 def dump(value: Any) -> str:

@@ -13,6 +13,7 @@ from contracts import subjects as sub
 from contracts import tokens as tok
 from shared.bus import Bus, Signer
 from shared.bus.client import decode
+from shared.bus.inbox import party_inbox
 from shared.bus.signing import authenticate
 from shared.errors import AgentidError, Unavailable
 from shared.ids import new_id
@@ -41,7 +42,9 @@ class Orchestrator:
         private = key.private if isinstance(key, AgentKey) else key
         bus = await Bus.connect(deployment.nats_url, name=f"orchestrator-{orchestrator_id}",
                                 signer=Signer(spiffe_id, private), registry=deployment.services(),
-                                root=deployment.nats_prefix)
+                                root=deployment.nats_prefix, nkey_seed=deployment.nats_nkey_seed,
+                                inbox_prefix=party_inbox(deployment.nats_prefix, tenant, "orchestrator",
+                                                         orchestrator_id))
         return cls(bus, tenant=tenant, orchestrator_id=orchestrator_id, spiffe_id=spiffe_id)
 
     async def __aenter__(self) -> Orchestrator:

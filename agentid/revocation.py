@@ -314,36 +314,44 @@ class RevocationFeed:
         self._mark_current()
 
     async def _catch_up(self, since: float) -> None:
-        """Apply every revocation in the event stream since `since` (wall clock)."""
+        """Apply every revocation in the event stream since `since` (wall clock).
+
+        One short-lived push consumer per revocation subject, each created through the API subject
+        that names its filter (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`, which the server
+        checks against the consumer's filter). So a verifier's NATS user needs to be allowed only
+        its own tenant's revocation subjects there, and nothing on other consumers: no `MSG.NEXT`
+        (messages are pushed to its own inbox) and no `DELETE` (the consumer removes itself once
+        nobody listens for `inactive_threshold`).
+        """
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         from nats.js.errors import NotFoundError
 
         from shared.bus.client import stream_name
+        from shared.ids import new_id
 
         since = max(since, self._clock() - self.retention_s)
         js = self._nc.jetstream()
-        subjects = list(self._subjects)
-        config = ConsumerConfig(
-            filter_subjects=subjects, deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=datetime.fromtimestamp(since, UTC), ack_policy=AckPolicy.NONE,
-            inactive_threshold=30.0, mem_storage=True,
-        )
         stream = stream_name(self.root)
-        try:
-            psub = await js.pull_subscribe(subjects[0], stream=stream, config=config)
-        except NotFoundError:
-            return  # no event stream yet: no event was ever published, so none was missed
-        info = await psub.consumer_info()
-        try:
-            remaining = info.num_pending
-            while remaining > 0:
-                msgs = await psub.fetch(min(remaining, 256), timeout=5.0)
-                for m in msgs:
-                    await self.handle(m.subject, m.headers, m.data)
-                remaining -= len(msgs)
-        finally:
+        for subject in self._subjects:
+            inbox = self._nc.new_inbox()
+            delivery = await self._nc.subscribe(inbox)
             try:
-                await psub.unsubscribe()
-                await js.delete_consumer(stream, info.name)
-            except Exception as exc:  # noqa: BLE001 - it also removes itself after `inactive_threshold`
-                log.debug("catch-up consumer clean-up failed: %s", type(exc).__name__)
+                config = ConsumerConfig(
+                    name=new_id(), filter_subject=subject, deliver_subject=inbox,
+                    deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.fromtimestamp(since, UTC),
+                    ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+                )
+                try:
+                    info = await js.add_consumer(stream, config)
+                except NotFoundError:
+                    return  # no event stream yet: no event was ever published, so none was missed
+                remaining = info.num_pending
+                while remaining > 0:
+                    m = await delivery.next_msg(timeout=5.0)
+                    await self.handle(m.subject, m.headers, m.data)
+                    remaining = m.metadata.num_pending
+            finally:
+                try:
+                    await delivery.unsubscribe()
+                except Exception as exc:  # noqa: BLE001 - the connection may be gone; the consumer ends itself
+                    log.debug("catch-up unsubscribe failed: %s", type(exc).__name__)

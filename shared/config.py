@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,12 +26,15 @@ class Settings(BaseSettings):
                            description="State of the embedded stack, keyring, deployment file")
     nats_prefix: str = Field("agentid", pattern=r"^[A-Za-z0-9_-]+$",
                              description="First subject token; lets deployments share one NATS")
+    nats_nkey_seed: SecretStr | None = Field(None, description="This process's NATS user: its nkey seed (SU...), "
+                                             "whose public key deploy/nats.conf lists; unset: no NATS auth")
     keyring: Path | None = Field(None, description="Service and operator keys (default DATA_DIR/keyring.json)")
     max_skew_s: float = Field(30.0, gt=0, le=300, description="Accepted message timestamp skew")
     replay_backend: Literal["kv", "memory"] = Field("kv", description="Message-id replay cache")
     stream_max_age_s: float = Field(7 * 86_400, gt=0, description="Event retention in JetStream")
     ack_wait_s: float = Field(30.0, gt=0, description="JetStream redelivery delay for unacked events")
-    max_deliver: int = Field(5, ge=1, description="JetStream delivery attempts per event")
+    max_deliver: int = Field(5, ge=1, description="Delivery attempts per event failing for a reason other "
+                             "than an outage (an outage is waited out, however long)")
     outbox_poll_s: float = Field(0.5, gt=0, description="Outbox relay poll interval (it is also woken on commit)")
     concurrency: int = Field(64, ge=1, description="In-flight requests per worker")
     shutdown_grace_s: float = Field(10.0, ge=0, description="Time in-flight work gets on SIGTERM")
@@ -39,8 +42,12 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="Public base URL of the HTTP gateway: status list URLs, "
                                    "token issuer; unset: http://127.0.0.1:HTTP_PORT")
     http_port: int | None = Field(None, ge=1, le=65535, description="Gateway port; unset: a free port")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP gateway listens on (0.0.0.0 behind a "
+                           "TLS-terminating proxy or in a container)")
+    gateway_dpop_nonce: bool = Field(False, description="Token endpoint: require a server nonce in every DPoP "
+                                     "proof (RFC 9449 section 8); clients retry once on use_dpop_nonce")
     did_web_host: str | None = Field(None, description="Serve tenant issuers as did:web on this host "
-                                     "(port as %3A); unset: did:key")
+                                     "(host or host:port: the public URL's); unset: did:key")
     idp_insecure_hosts: list[str] = Field(default_factory=list, description="Hosts whose identity provider URLs "
                                           "may be plain http (a local test IdP); never in production")
     idp_refetch_interval_s: float = Field(30.0, ge=0, description="Shortest time between refetches of an "
@@ -65,6 +72,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The public base URL; the stack fills in `public_url` before workers start."""
         return (self.public_url or f"http://127.0.0.1:{self.http_port or 80}").rstrip("/")
+
+    @property
+    def nkey_seed(self) -> str | None:
+        seed = self.nats_nkey_seed  # a plain str when set through model_copy (not validated)
+        return seed.get_secret_value() if isinstance(seed, SecretStr) else seed
 
     @property
     def keyring_path(self) -> Path:

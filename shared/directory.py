@@ -45,6 +45,7 @@ class SenderDirectory:
             sub.ORCHESTRATOR_ADDED: self.on_orchestrator_added,
             sub.AGENT_REGISTERED: self.on_agent_registered,
             sub.AGENT_EXITED: self.on_agent_exited,
+            sub.ORCHESTRATOR_REVOKED: self.on_orchestrator_revoked,
         })
 
     async def on_orchestrator_added(self, event: reg.OrchestratorAdded, ctx: Context) -> None:
@@ -71,6 +72,13 @@ class SenderDirectory:
             await uow.conn.execute(f"UPDATE {self._table} SET active = false WHERE subject_id = $1", event.agent_id)
             await uow.conn.execute(f'INSERT INTO "{self._worker.schema}".senders_ended(subject_id) VALUES ($1)'
                                    " ON CONFLICT DO NOTHING", event.agent_id)
+
+    async def on_orchestrator_revoked(self, event: reg.OrchestratorRevoked, ctx: Context) -> None:
+        async with self._worker.unit_of_work(ctx) as uow:
+            await uow.conn.execute(f"UPDATE {self._table} SET active = false WHERE subject_id = $1 OR orchestrator_id = $1",
+                                   event.orchestrator_id)
+            await uow.conn.execute(f'INSERT INTO "{self._worker.schema}".senders_ended(subject_id) VALUES ($1)'
+                                   " ON CONFLICT DO NOTHING", event.orchestrator_id)
 
     async def lookup(self, sender: str, key_id: str, tenant: str | None = None) -> SenderKey | None:
         row = await self._worker.pool.fetchrow(

@@ -115,6 +115,10 @@ class InvalidScope(AgentidError):
     code, status = ErrorCode.INVALID_SCOPE, 400
 
 
+class InvalidClient(AgentidError):
+    code, status = ErrorCode.INVALID_CLIENT, 401
+
+
 class DelegationInvalid(AgentidError):
     code, status = ErrorCode.DELEGATION_INVALID, 403
 

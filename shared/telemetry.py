@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 _lock = threading.Lock()
@@ -32,7 +33,7 @@ def configure(service_name: str = "agentid") -> None:
     """Install tracer and meter providers once per process.
 
     With `OTEL_EXPORTER_OTLP_ENDPOINT` (or the per-signal variants) set, spans and metrics are
-    exported over OTLP/HTTP; otherwise they are still created, so trace context still propagates.
+    exported over OTLP/HTTP; otherwise they are not recorded, but still carry trace ids that propagate.
     `OTEL_SDK_DISABLED=true` leaves the no-op providers in place.
     """
     global _configured
@@ -41,9 +42,12 @@ def configure(service_name: str = "agentid") -> None:
             return
         _configured = True
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
-        provider = TracerProvider(resource=resource)
+        exporting = _otlp_enabled("TRACES")
+        # With nowhere to send spans, do not record them (a twentieth of a token grant's CPU); the
+        # SDK still gives every span a trace id and propagates it, so audit entries keep theirs.
+        provider = TracerProvider(resource=resource, sampler=None if exporting else ALWAYS_OFF)
         readers = []
-        if _otlp_enabled("TRACES"):
+        if exporting:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

@@ -33,6 +33,7 @@ from contracts.subjects import Route, Topic, tenant_of, topic_for
 from contracts.types import MAX_PAYLOAD_BYTES
 from shared import failpoints, telemetry
 from shared.bus.client import Bus, decode, stream_name
+from shared.bus.inbox import service_inbox
 from shared.bus.registry import CompositeRegistry, SenderKey, SenderRegistry
 from shared.bus.replay import KvReplayGuard, MemoryReplayGuard, ReplayGuard
 from shared.bus.signing import authenticate
@@ -151,6 +152,7 @@ class Worker:
                 signer=self.keyring.signer("service", self.name),
                 registry=CompositeRegistry(registries), root=s.nats_prefix,
                 max_skew_ms=int(s.max_skew_s * 1000),
+                nkey_seed=s.nkey_seed, inbox_prefix=service_inbox(s.nats_prefix, self.name),
             )
             try:
                 await self.bus.ensure_stream(max_age_s=s.stream_max_age_s)
@@ -231,6 +233,12 @@ class Worker:
                     telemetry.mark_error(span, exc.code.value)
                     await self.bus.reply(msg, exc)
                     return
+                except Exception as exc:
+                    # A check that failed in a way no one foresaw: the caller still gets a typed answer.
+                    error = self._unexpected(exc, route.name)
+                    telemetry.mark_error(span, error.code.value)
+                    await self.bus.reply(msg, error)
+                    return
                 await self.bus.reply(msg, result)
         except Exception:  # a reply that cannot be sent must not take the worker down
             log.exception("%s: failed to answer %s", self.name, route.name)
@@ -264,11 +272,15 @@ class Worker:
             return await handler(body, ctx)
         except AgentidError:
             raise
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("a dependency is unavailable") from exc
         except Exception as exc:
-            log.exception("%s: handler failed", self.name)
-            raise InternalError("internal error") from exc
+            raise self._unexpected(exc, "handler") from exc
+
+    def _unexpected(self, exc: Exception, where: str) -> AgentidError:
+        """The typed error for an exception that is not one: an outage or a bug."""
+        if isinstance(exc, CONNECTION_ERRORS):
+            return Unavailable("a dependency is unavailable")
+        log.error("%s: %s failed", self.name, where, exc_info=exc)
+        return InternalError("internal error")
 
     # -- events ------------------------------------------------------------------------------
     async def _consume(self, spec: Subscription, stop: asyncio.Event) -> None:
@@ -276,7 +288,9 @@ class Worker:
         stream = stream_name(self.bus.root)
         config = ConsumerConfig(
             durable_name=spec.durable, ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-            ack_wait=s.ack_wait_s, max_deliver=s.max_deliver, max_ack_pending=1000,
+            # No delivery limit at the server: an event that waits out an outage is never dropped.
+            # Events that fail for any other reason are given up after `max_deliver` (`_redeliver`).
+            ack_wait=s.ack_wait_s, max_deliver=-1, max_ack_pending=1000,
             filter_subjects=[t.pattern(self.bus.root) for t in spec.handlers],
         )
         await self.bus.js.add_consumer(stream, config)
@@ -332,9 +346,9 @@ class Worker:
             except ReplayError:
                 pass  # already applied: acknowledge the redelivery
             except (Unavailable, InternalError) as exc:
-                # Transient, or a bug that a fix or a retry may cure: redeliver (max_deliver bounds it).
+                # Transient, or a bug that a fix or a retry may cure: redeliver.
                 telemetry.mark_error(span, exc.code.value)
-                await _settle(msg.nak(delay=1.0))
+                await self._redeliver(msg, exc)
                 return
             except AgentidError as exc:
                 # Permanent: a forged, malformed or refused event never becomes valid by retrying.
@@ -342,8 +356,25 @@ class Worker:
                 log.warning("%s: event on %s refused: %s", self.name, msg.subject, exc.code.value)
                 await _settle(msg.term())
                 return
+            except Exception as exc:
+                # Unforeseen (a check that raised, not refused): redeliver. It must not escape, or it
+                # would end this consumer loop and the worker with it.
+                error = self._unexpected(exc, f"event on {msg.subject}")
+                telemetry.mark_error(span, error.code.value)
+                await self._redeliver(msg, error)
+                return
             failpoints.hit("before_ack")
             await _settle(msg.ack())
+
+    async def _redeliver(self, msg: Msg, error: AgentidError) -> None:
+        """An outage is waited out, however long it lasts; anything else is retried at most
+        `max_deliver` times, then given up (terminated) so it cannot block the consumer for ever."""
+        if isinstance(error, Unavailable) or msg.metadata.num_delivered < self.settings.max_deliver:
+            await _settle(msg.nak(delay=1.0))
+            return
+        log.error("%s: event on %s given up after %d deliveries (%s)", self.name, msg.subject,
+                  msg.metadata.num_delivered, error.code.value)
+        await _settle(msg.term())
 
 
 async def _settle(call: Awaitable[None]) -> None:

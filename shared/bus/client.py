@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -13,8 +14,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, TooManyStalledMsgsError
 from nats.js.kv import KeyValue
+from nats.protocol.parser import PERMISSIONS_ERR
 from opentelemetry.trace import SpanKind
 
 from contracts import headers as H
@@ -36,9 +38,14 @@ def encode(body: Any) -> bytes:
     return _encoder.encode(body)
 
 
-def decode(data: bytes, type_: type[T]) -> T:
+# A reply (a page of audit entries, a list of checkpoints) may be larger than any request a route
+# accepts; it is bounded by the NATS server's payload limit (1 MiB by default).
+MAX_REPLY_BYTES = 1024 * 1024
+
+
+def decode(data: bytes, type_: type[T], *, max_bytes: int = MAX_PAYLOAD_BYTES) -> T:
     """Decode a payload strictly; any mismatch is the caller's `invalid_request`."""
-    if len(data) > MAX_PAYLOAD_BYTES:
+    if len(data) > max_bytes:
         raise InvalidRequest("payload too large")
     try:
         return msgspec.json.decode(data, type=type_)
@@ -46,6 +53,8 @@ def decode(data: bytes, type_: type[T]) -> T:
         raise InvalidRequest(f"invalid payload: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise InvalidRequest("payload is not valid JSON") from exc
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, for bad UTF-8 in a string
+        raise InvalidRequest("payload is not valid UTF-8") from exc
 
 
 def stream_name(root: str) -> str:
@@ -72,20 +81,33 @@ class Bus:
     @classmethod
     async def connect(cls, url: str, *, name: str, signer: Signer | None, registry: SenderRegistry,
                       root: str = DEFAULT_ROOT, max_skew_ms: int = 30_000,
-                      connect_timeout: float = 2.0) -> Bus:
+                      connect_timeout: float = 2.0, nkey_seed: str | None = None,
+                      inbox_prefix: str | None = None) -> Bus:
         """Connect with unlimited reconnects: a worker rides out NATS restarts.
 
+        `nkey_seed` authenticates as a NATS user (deploy/nats.conf); `inbox_prefix` (see
+        `shared.bus.inbox`) is where replies come back, the only inbox that user may read.
         Raises `Unavailable` if the first connection cannot be made.
         """
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats error on %s: %s", name, type(exc).__name__)
+            if PERMISSIONS_ERR in str(exc).lower():
+                # The server refused a publish or subscribe: a missing permission in
+                # deploy/nats.conf, or this process attempting what its user may not do.
+                log.error("nats refused %s: %s", name, exc)
+            else:
+                log.warning("nats error on %s: %s", name, type(exc).__name__)
 
+        options: dict[str, Any] = {}
+        if nkey_seed:
+            options["nkeys_seed_str"] = nkey_seed
+        if inbox_prefix:
+            options["inbox_prefix"] = inbox_prefix
         try:
             nc = await nats.connect(
                 servers=[url], name=name, connect_timeout=connect_timeout,
                 allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                error_cb=on_error, max_outstanding_pings=3, ping_interval=10,
+                error_cb=on_error, max_outstanding_pings=3, ping_interval=10, **options,
             )
         except Exception as exc:  # nats-py raises several types for "nobody there"
             raise Unavailable(f"cannot connect to NATS: {type(exc).__name__}") from exc
@@ -131,7 +153,7 @@ class Bus:
             raise InternalError(f"reply to {route.name} was not signed by {route.service}")
         if msg.headers and msg.headers.get(H.ERROR):
             raise AgentidError.from_error(decode(msg.data, Error))
-        return decode(msg.data, route.reply)
+        return decode(msg.data, route.reply, max_bytes=MAX_REPLY_BYTES)
 
     async def publish_event(self, topic: Topic[Any], tenant: str, body: Any, *,
                             msg_id: str | None = None, timeout: float = 5.0) -> Any:
@@ -151,6 +173,22 @@ class Bus:
             return await self.js.publish(subject, payload, headers=headers, timeout=timeout)
         except (NatsTimeout, asyncio.TimeoutError, NoRespondersError, ConnectionClosedError) as exc:
             raise Unavailable("JetStream did not acknowledge the event") from exc
+
+    async def publish_signed_many(self, messages: Sequence[tuple[str, bytes, dict[str, str]]], *,
+                                  timeout: float = 5.0) -> None:
+        """Publish already signed messages into JetStream, pipelined: all are written in order,
+        then every acknowledgement is awaited (one round trip for the batch, not one each)."""
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for subject, payload, headers in messages:
+                futures.append(await self.js.publish_async(subject, payload, headers=headers, wait_stall=timeout))
+            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        except (NatsTimeout, asyncio.TimeoutError, NoRespondersError, ConnectionClosedError,
+                NoStreamResponseError, TooManyStalledMsgsError) as exc:
+            raise Unavailable("JetStream did not acknowledge the events") from exc
+        finally:
+            for future in futures:
+                future.cancel()  # an unanswered one would otherwise hold its slot for ever
 
     async def reply(self, msg: Msg, body: Any | AgentidError) -> None:
         """Answer a request with a signed result or a signed typed error."""
@@ -190,7 +228,9 @@ class Bus:
         await self.js.update_stream(config)
 
     async def key_value(self, bucket: str, *, ttl_s: float,
-                        storage: StorageType = StorageType.MEMORY) -> KeyValue:
+                        storage: StorageType = StorageType.FILE) -> KeyValue:
+        """Open or create a bucket. On a file store by default: a memory bucket is gone after a NATS
+        restart, and every replay check against it would then fail (closed) until the worker restarts."""
         name = f"{check_token(self.root)}_{bucket}"
         try:
             return await self.js.key_value(name)
