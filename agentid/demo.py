@@ -82,7 +82,8 @@ class DemoContext:
     def deployment(self) -> Deployment:
         return Deployment.from_json({
             "nats_url": self.target.nats_url, "nats_prefix": self.target.nats_prefix,
-            "http_url": self.target.http_url, "keyring": self.keyring.public()})
+            "http_url": self.target.http_url, "keyring": self.keyring.public()},
+            nats_nkey_seed=self.settings.nkey_seed)  # the demo acts for everyone: the operator's user
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +101,7 @@ async def _deployment(settings: Settings, say: Callable[[str], None]) -> AsyncIt
         say("No running stack found: starting an embedded one (nats-server + Postgres + workers)...")
         async with Stack(local) as stack:
             say(f"  NATS {stack.nats_url}  Postgres {stack.database_url}")
-            yield local, Target(stack.nats_url, local.nats_prefix, stack.database_url, None)
+            yield local, Target(stack.nats_url, local.nats_prefix, stack.database_url, stack.http_url)
 
 
 async def run(settings: Settings, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -187,12 +188,26 @@ async def workload_identity(ctx: DemoContext) -> None:
 
 
 async def access_token(ctx: DemoContext) -> None:
-    """The research agent asks for a token for one precise action, then calls the ledger with it and
-    a DPoP proof made with its own key; the ledger's Verifier checks both offline."""
+    """The research agent asks for a token for one precise action, at the gateway's OAuth token
+    endpoint (private_key_jwt + DPoP, over HTTP) when the stack runs one, else on the bus; then it
+    calls the ledger with it and a DPoP proof made with its own key; the ledger's Verifier checks
+    both offline, with the token keys from the gateway's jwks_uri."""
     agent = ctx.agents[1]
     detail = ledger_detail(["read"], "/loans/L-1001")
-    issued = await agent.token([detail], LEDGER)
-    jwks = msgspec.to_builtins(await ctx.operator.request(sub.TOKEN_JWKS, TENANT, tok.GetJwks()))
+    if ctx.target.http_url:
+        import httpx
+
+        from agentid.oauth_client import client_credentials
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            issued = await client_credentials(http, ctx.target.http_url, TENANT, agent.key.private, agent.spiffe_id,
+                                              [detail], LEDGER)
+            jwks = (await http.get(issued.metadata["jwks_uri"])).json()
+        ctx.say(f"{agent.agent_id}: POST {issued.metadata['token_endpoint']} (client_credentials, "
+                "private_key_jwt, DPoP)")
+    else:
+        issued = await agent.token([detail], LEDGER)  # type: ignore[assignment]
+        jwks = msgspec.to_builtins(await ctx.operator.request(sub.TOKEN_JWKS, TENANT, tok.GetJwks()))
     htm, htu = "GET", f"{LEDGER}/loans/L-1001"
     proof = agent.dpop_proof(htm, htu, issued.access_token)
     iss_url = jose.split(issued.access_token)[1]["iss"]
@@ -206,7 +221,7 @@ async def access_token(ctx: DemoContext) -> None:
                                   "htm": htm, "htu": htu,
                                   "verified": {"agent": checked.agent_spiffe_id, "jti": checked.jti,
                                                "jkt": checked.jkt, "action": "read", "resource": htu}}
-    ctx.say(f"{agent.agent_id}: token {issued.jti} for read on {htu}, DPoP-bound (cnf.jkt {checked.jkt[:12]}...), "
+    ctx.say(f"{agent.agent_id}: token {checked.jti} for read on {htu}, DPoP-bound (cnf.jkt {checked.jkt[:12]}...), "
             f"{issued.expires_in}s; the ledger verified token + proof + details")
 
 

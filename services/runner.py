@@ -27,6 +27,7 @@ WORKERS: dict[str, str] = {
     "delegation": "services.delegation.worker:DelegationWorker",
     "attestation": "services.attestation.worker:AttestationWorker",
     "audit": "services.audit.worker:AuditWorker",
+    "gateway": "services.gateway.worker:GatewayWorker",  # stateless HTTP edge; no database
 }
 
 

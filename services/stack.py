@@ -92,9 +92,15 @@ class Stack:
         if self.write_files:
             self._write_files()
 
+    @property
+    def http_url(self) -> str | None:
+        """The gateway's public base URL (tenant issuers are `<http_url>/tenants/<tenant>`), when
+        this stack runs the gateway."""
+        return self.settings.base_url() if "gateway" in self.names else None
+
     def deployment(self) -> dict[str, Any]:
         return {"nats_url": self.nats_url, "nats_prefix": self.settings.nats_prefix,
-                "http_url": None, "keyring": self.keyring.public()}
+                "http_url": self.http_url, "keyring": self.keyring.public()}
 
     def _write_files(self) -> None:
         s = self.settings
@@ -102,7 +108,7 @@ class Stack:
         s.deployment_path.chmod(0o644)
         write_private(s.data_dir / "stack.json", {
             "pid": os.getpid(), "nats_url": self.nats_url, "database_url": self.database_url,
-            "nats_prefix": s.nats_prefix, "http_url": None, "workers": self.names,
+            "nats_prefix": s.nats_prefix, "http_url": self.http_url, "workers": self.names,
             "embedded": {"nats": self.nats is not None, "postgres": self.postgres is not None},
             "started_at": datetime.now(UTC).isoformat(),
         })

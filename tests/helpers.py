@@ -106,7 +106,7 @@ class Harness:
         await self.stack.stop()
         # The session's stream and buckets live on a server other runs may share: remove them.
         js = self.nc.jetstream()
-        for name in (stream_name(self.root), f"KV_{self.root}_replay"):
+        for name in (stream_name(self.root), f"KV_{self.root}_replay", f"KV_{self.root}_gateway_dpop"):
             try:
                 await js.delete_stream(name)
             except Exception:

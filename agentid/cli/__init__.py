@@ -18,7 +18,8 @@ from agentid.cli.base import Command
 from shared.config import Settings
 from shared.errors import AgentidError
 
-GROUPS = ("stack", "identity", "credentials", "tokens", "delegation", "attestation", "audit", "artifacts", "contracts")
+GROUPS = ("stack", "identity", "credentials", "tokens", "resource_servers", "delegation", "attestation", "audit", "artifacts",
+          "contracts")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,9 @@ async def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         print(f"agentid is up ({', '.join(stack.names)})")
         print(f"  NATS      {stack.nats_url}{'  (embedded)' if stack.nats else ''}")
         print(f"  Postgres  {stack.database_url}{'  (embedded)' if stack.postgres else ''}")
+        if stack.http_url:
+            print(f"  HTTP      {stack.http_url}  (OAuth metadata: {stack.http_url}/.well-known/"
+                  "oauth-authorization-server/tenants/<tenant>)")
         print(f"  data      {settings.data_dir}")
         print("Ctrl-C to stop.", flush=True)
         await stack.wait()
@@ -39,11 +42,11 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     target = locate(settings)
     database_url = settings.database_url or target.database_url
-    if not database_url:
+    if not database_url and set(args.names) != {"gateway"}:  # the gateway alone needs no database
         print("set AGENTID_DATABASE_URL", file=sys.stderr)
         return 2
     workers = runner.build(args.names, settings, load_keyring(settings), nats_url=target.nats_url,
-                           database_url=database_url)
+                           database_url=database_url or "")
     stop = asyncio.Event()
     runner.stop_on_signals(stop)
     await runner.run(workers, stop)
@@ -68,6 +71,8 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"running (pid {status['pid']}) since {status['started_at']}")
         print(f"  NATS      {status['nats_url']}  {'ok' if status['nats_reachable'] else 'UNREACHABLE'}")
         print(f"  Postgres  {status['database_url']}  {'ok' if status['postgres_reachable'] else 'UNREACHABLE'}")
+        if status.get("http_url"):
+            print(f"  HTTP      {status['http_url']}")
         print(f"  workers   {', '.join(status['workers'])}")
     return 0 if stack is not None else 1
 

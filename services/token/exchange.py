@@ -20,7 +20,7 @@ from shared.errors import AgentInactive, Forbidden, InvalidGrant, InvalidRequest
 from shared.keys import PublicKey
 from shared.worker import Context
 
-ACTOR_TOKEN_MAX_AGE_S = 300
+ACTOR_TOKEN_LEEWAY_S = 5
 
 
 def act_depth(act: dict[str, Any] | None) -> int:
@@ -39,12 +39,17 @@ def extend_act(actor: AgentFacts, previous: dict[str, Any] | None) -> dict[str, 
     return act
 
 
-async def verify_actor_token(token: str, actor: AgentFacts, *, audience: str, replay: ReplayGuard) -> None:
-    """A JWT the agent signed with its own key, for our token endpoint, used once."""
+async def verify_actor_token(token: str, actor: AgentFacts, *, audience: str, replay: ReplayGuard,
+                             max_skew_s: float) -> None:
+    """A JWT the agent signed with its own key, for our token endpoint, used once.
+
+    Once means: accepted only while the replay guard still remembers its `jti`. The guard keeps
+    ids for 2 x max_skew_s + 1 seconds, so the token's age (plus the leeway for clocks ahead) must
+    stay within max_skew_s: a token past that is refused as too old, never accepted a second time."""
     try:
         _, claims = jose.verify(token, PublicKey.from_jwk(actor.public_jwk), algorithms=("EdDSA", "Ed25519", "ES256"),
-                                typ=None, audience=audience, require=("iat", "exp", "jti", "sub", "iss"), leeway=30,
-                                max_age=ACTOR_TOKEN_MAX_AGE_S)
+                                typ=None, audience=audience, require=("iat", "exp", "jti", "sub", "iss"),
+                                leeway=ACTOR_TOKEN_LEEWAY_S, max_age=max(1.0, max_skew_s - ACTOR_TOKEN_LEEWAY_S))
     except jose.JoseError as exc:
         raise InvalidGrant(f"actor token rejected: {exc.reason}") from exc
     if claims["sub"] != actor.spiffe_id or claims["iss"] != actor.spiffe_id:

@@ -55,6 +55,14 @@ class AgentFacts:
         return "tee" in self.attestations
 
 
+MAX_POLICIES, MAX_ID_CHARS = 10_000, 1024  # contracts.tokens.PolicyIds
+MAX_REASON_CHARS, MAX_ERRORS = 1024, 100     # contracts.tokens.PolicyDecision
+
+
+def _bounded(reason: str) -> str:
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -87,6 +95,11 @@ def compile_policy(text: str, schema: str | None, version: int = 0) -> CompiledP
             raise InvalidRequest("policy does not validate against the schema: "
                                  + "; ".join(str(e) for e in result.errors)[:800])
     ids = {pid: p.get("annotations", {}).get("id", pid) for pid, p in described.get("staticPolicies", {}).items()}
+    # Policy ids travel in every decision, event and audit entry: held to the contract's bounds here.
+    if len(ids) > MAX_POLICIES:
+        raise InvalidRequest(f"a policy set holds at most {MAX_POLICIES} policies")
+    if any(len(i) > MAX_ID_CHARS for i in ids.values()):
+        raise InvalidRequest(f"a policy @id is at most {MAX_ID_CHARS} characters")
     return CompiledPolicy(version=version, policy_set=policy_set, ids=ids,
                           sha256=hashlib.sha256(text.encode()).hexdigest())
 
@@ -144,5 +157,7 @@ def decide(policy: CompiledPolicy | None, agent: AgentFacts, details: Sequence[C
             allowed = False
             denial = reasons or ["default deny: no permit matched"]
             action = request["action"]["id"]
-            return Decision(False, denial, errors, f"{action} on {request['resource']['id']} denied by {', '.join(denial)}")
-    return Decision(allowed, determining, errors, "allowed by " + ", ".join(determining))
+            return Decision(False, denial, [_bounded(e) for e in errors[:MAX_ERRORS]],
+                            _bounded(f"{action} on {request['resource']['id']} denied by {', '.join(denial)}"))
+    return Decision(allowed, determining, [_bounded(e) for e in errors[:MAX_ERRORS]],
+                    _bounded("allowed by " + ", ".join(determining)))

@@ -31,7 +31,7 @@ from contracts import issuance as iss
 from contracts import registration as reg
 from contracts import subjects as sub
 from contracts import tokens as tok
-from services.token import store
+from services.token import grants, store
 from services.token.exchange import act_depth, authorise_caller, extend_act, require_actor, verify_actor_token
 from services.token.idps import IdpTrust, user_grant
 from services.token.keys import SigningKeys
@@ -54,6 +54,7 @@ from shared.errors import (
 from shared.ids import new_id
 from shared.keys import PublicKey
 from shared.outbox import outbox_row
+from shared.ratelimit import RateLimiter
 from shared.worker import Context, Subscription, Worker
 
 TOKEN_TYP = "at+jwt"
@@ -85,6 +86,7 @@ class TokenWorker(Worker):
             sub.IDP_ADD: self.add_idp,
             sub.IDP_LIST: self.list_idps,
             sub.IDP_REMOVE: self.remove_idp,
+            **grants.routes(self),  # the HTTP edge: token endpoint, resource-server registry
         }
 
     def subscriptions(self) -> Sequence[Subscription]:
@@ -103,6 +105,7 @@ class TokenWorker(Worker):
         self._policies: dict[str, CompiledPolicy | None] = {}
         self._rules: dict[str, Rules] = {}
         self._bundles: dict[str, tuple[float, list[x509.Certificate]]] = {}
+        self._limits = RateLimiter()
         self.idps = IdpTrust(self.pool, insecure_hosts=self.settings.idp_insecure_hosts,
                              refetch_interval_s=self.settings.idp_refetch_interval_s)
         # Every replica drops what it cached when a tenant's policy, rules or key change. These
@@ -162,8 +165,10 @@ class TokenWorker(Worker):
             active=bool(row["active"]), parent_agent_id=attrs.get("parent_agent_id"))
 
     # -- issuing ---------------------------------------------------------------------------------
-    async def issue(self, req: tok.IssueToken, ctx: Context) -> tok.IssuedToken:
+    async def issue(self, req: tok.IssueToken, ctx: Context, *, cnf: dict[str, str] | None = None) -> tok.IssuedToken:
+        """`cnf`: a binding already proven elsewhere (the HTTP token endpoint's DPoP proof)."""
         agent = await self.facts(ctx.tenant, ctx.sender.subject_id)
+        self._rate_limit(agent, await self.rules(ctx.tenant))
         try:
             rules = await self.rules(ctx.tenant)
             caps = rules.details(req.authorization_details)
@@ -172,7 +177,7 @@ class TokenWorker(Worker):
             self._data_class_ceiling(agent, caps)
             if agent.tier in rules.config.attestation_required_tiers and not agent.attested:
                 raise AttestationRequired(f"tier {agent.tier} requires a live attestation")
-            cnf = await self._binding(req, ctx, agent)
+            cnf = cnf or await self._binding(req, ctx, agent)
             delegation = await self._delegation(req, ctx, agent, caps)
             depth = delegation["depth"] if delegation else 0
             decision = decide(await self.policy(ctx.tenant), agent, caps, audience=req.audience, lifetime=lifetime,
@@ -185,6 +190,15 @@ class TokenWorker(Worker):
             raise
         return await self._mint(ctx.tenant, agent, caps, req.audience, lifetime, cnf, decision.determining_policies,
                                 delegation=delegation)
+
+    def _rate_limit(self, agent: AgentFacts, rules: Rules) -> None:
+        """Before any other work, so a flood costs a dictionary lookup; refusals are not recorded
+        as denials for the same reason (they would flood the audit log instead)."""
+        per_agent, per_orchestrator = rules.config.agent_tokens_per_s, rules.config.orchestrator_tokens_per_s
+        self._limits.take(f"agent:{agent.agent_id}", rate_per_s=per_agent, burst=2 * per_agent, what="tokens")
+        if agent.orchestrator_id:
+            self._limits.take(f"orchestrator:{agent.orchestrator_id}", rate_per_s=per_orchestrator,
+                              burst=2 * per_orchestrator, what="tokens for this orchestrator's agents")
 
     async def _delegation(self, req: tok.IssueToken, ctx: Context, agent: AgentFacts,
                           caps: Sequence[capabilities.Capability]) -> dict[str, Any] | None:
@@ -393,10 +407,12 @@ class TokenWorker(Worker):
     async def exchange(self, req: tok.ExchangeToken, ctx: Context) -> tok.IssuedToken:
         require_actor(req)
         actor = await self.facts(ctx.tenant, self._actor_id(req))
+        self._rate_limit(actor, await self.rules(ctx.tenant))
         user: str | None = None
         try:
             if req.actor_token is not None:
-                await verify_actor_token(req.actor_token, actor, audience=self.issuer(ctx.tenant), replay=self.replay)
+                await verify_actor_token(req.actor_token, actor, audience=self.issuer(ctx.tenant), replay=self.replay,
+                                         max_skew_s=self.settings.max_skew_s)
             rules = await self.rules(ctx.tenant)
             caps = rules.details(req.authorization_details)
             rules.audience(req.audience)
@@ -456,9 +472,15 @@ class TokenWorker(Worker):
                     "act": claims["act"], "holder": claims["cnf"].get("jkt"), "issuer": claims.get("subject_issuer"),
                     "grant": capabilities.parse_authorization_details(claims["authorization_details"])}
         claims, idp = await self.idps.verify(tenant, token)
+        user = claims.get("sub")
+        # OpenID Connect: a case-sensitive string of at most 255 ASCII characters. Anything else
+        # is refused here, before it could reach a token, an event or the audit log.
+        if not isinstance(user, str) or not 1 <= len(user) <= 255 or not user.isascii() or not user.isprintable():
+            raise InvalidGrant("the user's token has no usable sub (a string of at most 255 characters)")
         groups = claims.get(idp.groups_claim, [])
-        return {"reexchange": False, "sub": str(claims["sub"]), "exp": claims["exp"], "act": None, "holder": None,
-                "groups": [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else [],
+        return {"reexchange": False, "sub": user, "exp": claims["exp"], "act": None, "holder": None,
+                "groups": [g for g in groups if isinstance(g, str) and len(g) <= 256][:256]
+                          if isinstance(groups, list) else [],
                 "issuer": idp.issuer, "may_act": claims.get("may_act"), "grant": user_grant(claims, idp)}
 
     async def add_idp(self, req: tok.AddIdp, ctx: Context) -> tok.IdpList:

@@ -33,6 +33,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Spawned" in run.stdout and "SPIFFE ID" in run.stdout
+    assert "/tenants/demo/token (client_credentials, private_key_jwt, DPoP)" in run.stdout  # over the gateway
     return json.loads(out.read_text())
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import jwt
+import time
+
 import msgspec
 import pytest
 
@@ -92,6 +94,11 @@ async def test_actor_named_by_an_agent_signed_actor_token(harness: Harness, tena
     forged = msgspec.structs.replace(request, actor_token=make_actor_token(PrivateKey.generate(), agent.spiffe_id, issuer))
     with pytest.raises(InvalidGrant):  # signed by a key that is not the agent's
         await orch.bus.request(sub.TOKEN_EXCHANGE, tenant, forged)
+    # Older than the replay guard remembers: refused as too old, so it can never be used twice.
+    stale = msgspec.structs.replace(request, actor_token=make_actor_token(
+        key.private, agent.spiffe_id, issuer, now=time.time() - harness.settings.max_skew_s - 1))
+    with pytest.raises(InvalidGrant, match="too_old"):
+        await orch.bus.request(sub.TOKEN_EXCHANGE, tenant, stale)
     await agent.close()
     await orch.close()
 
@@ -114,7 +121,12 @@ async def test_bad_signature_expired_and_wrong_audience(harness: Harness, tenant
     tampered = f"{h}.{p}.{s[:-6]}AAAAAA"
     expired = idp.mint("alice", audience=AUDIENCE, scopes=["ledger.read"], lifetime_s=60, now=1_700_000_000)
     elsewhere = idp.mint("alice", audience="https://other-app.example", scopes=["ledger.read"])
-    for token, reason in ((tampered, "bad_signature"), (expired, "expired"), (elsewhere, "another audience")):
+    # A subject identifier no OpenID provider may issue: too long, not a string, control characters.
+    odd = [idp.mint("a" * 256, audience=AUDIENCE, scopes=["ledger.read"]),
+           idp.mint("alice", audience=AUDIENCE, scopes=["ledger.read"], extra={"sub": 42}),
+           idp.mint("alice\nbob", audience=AUDIENCE, scopes=["ledger.read"])]
+    for token, reason in ((tampered, "bad_signature"), (expired, "expired"), (elsewhere, "another audience"),
+                          *((t, "no usable sub") for t in odd)):
         with pytest.raises(InvalidGrant, match=reason):
             await orch.token_for(agent.agent_id, token, [ledger()], "https://ledger.example")
     await agent.close()

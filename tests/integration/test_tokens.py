@@ -16,7 +16,7 @@ from contracts import subjects as sub
 from contracts import tokens as tok
 from shared.errors import (
     AgentInactive, AttestationRequired, Forbidden, InvalidAuthorizationDetails, InvalidRequest, InvalidTarget,
-    PolicyDenied,
+    NotFound, PolicyDenied,
 )
 from tests.helpers import TOKEN_CONFIG, Harness, ledger
 
@@ -166,6 +166,10 @@ async def test_bad_policies_are_refused_on_upload(harness: Harness, tenant: str)
     with pytest.raises(InvalidRequest, match="validate"):
         await harness.operator.request(sub.POLICY_SET, tenant, tok.SetPolicy(
             policies='permit(principal, action, resource) when { principal.nosuch == 1 };', schema=schema))
+    long_id = "x" * 1025  # ids travel in every decision and audit entry: bounded like the contract says
+    with pytest.raises(InvalidRequest, match="at most 1024 characters"):
+        await harness.operator.request(sub.POLICY_SET, tenant, tok.SetPolicy(
+            policies=f'@id("{long_id}")\npermit(principal, action, resource);'))
     after = await harness.operator.request(sub.POLICY_GET, tenant, tok.GetPolicy())
     assert after.version == before.version  # nothing was stored
 
@@ -318,3 +322,19 @@ async def test_policy_test_and_jwks_from_the_cli(harness: Harness, tenant: str, 
     assert code == 1 and "deny" in out, out
     code, out = await cli("jwks", "--tenant", tenant)
     assert code == 0 and json.loads(out)["keys"][0]["use"] == "sig"
+
+
+async def test_registering_and_removing_a_resource_server_are_events(harness: Harness, tenant: str) -> None:
+    from contracts import gateway as gw
+
+    added = await harness.operator.request(sub.RS_ADD, tenant, gw.AddResourceServer(
+        name="ledger", audiences=["https://ledger.example"]))
+    await harness.operator.request(sub.RS_REMOVE, tenant, gw.RemoveResourceServer(client_id=added.client_id))
+    with pytest.raises(NotFound):
+        await harness.operator.request(sub.RS_REMOVE, tenant, gw.RemoveResourceServer(client_id=added.client_id))
+    events = await harness.next_events(sub.RESOURCE_SERVER_CHANGED.subject(tenant, harness.root), n=2)
+    decoded = [msgspec.json.decode(m.data, type=gw.ResourceServerChanged) for m in events]
+    assert [(e.client_id, e.change, e.audiences) for e in decoded] == [
+        (added.client_id, "added", ["https://ledger.example"]), (added.client_id, "removed", ["https://ledger.example"])]
+    assert added.client_secret not in b"".join(m.data for m in events).decode()  # the secret is shown once, only
+    assert await harness.event_count(sub.RESOURCE_SERVER_CHANGED.subject(tenant, harness.root)) == 2
