@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentid.audit import AuditClient, AuditProofError, open_log_checkpoint, verify_inclusion
+from agentid.audit import AuditClient, AuditProofError, open_with_keys, verify_inclusion
 from contracts import artifacts as art
 from contracts import subjects as sub
 from shared import artifacts, jose
@@ -139,15 +139,20 @@ class Trust:
     issuers: frozenset[str]
     log_keys: tuple[str, ...]
     issuer_documents: dict[str, Any] = field(default_factory=dict)
+    # Keys a log rotated away from, each trusted only for checkpoints up to its handover size.
+    retired_log_keys: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def load(cls, path: str | Path) -> Trust:
         doc = json.loads(Path(path).read_text())
         return cls(issuers=frozenset(doc.get("issuers", [])), log_keys=tuple(doc.get("log_keys", [])),
-                   issuer_documents=dict(doc.get("issuer_documents", {})))
+                   issuer_documents=dict(doc.get("issuer_documents", {})),
+                   retired_log_keys=tuple((str(r["key"]), int(r["until_size"]))
+                                          for r in doc.get("retired_log_keys", [])))
 
     def to_json(self) -> dict[str, Any]:
         return {"issuers": sorted(self.issuers), "log_keys": list(self.log_keys),
+                "retired_log_keys": [{"key": k, "until_size": n} for k, n in self.retired_log_keys],
                 "issuer_documents": self.issuer_documents}
 
 
@@ -192,9 +197,10 @@ async def verify(bundle: ArtifactBundle, artifact: bytes, trust: Trust) -> Verif
     if artifacts.sha256_hex(artifact) != subject["digest"]["sha256"]:
         raise ArtifactError("digest_mismatch", "the artifact is not the one that was signed")
     # 3. The log: the entry is in a log whose checkpoint a trusted key signed...
-    log_key = next((k for k in trust.log_keys if _opens(bundle.checkpoint, k)), None)
-    if log_key is None:
-        raise ArtifactError("untrusted_log", "the checkpoint is not signed by a trusted log key")
+    try:
+        _, log_key = open_with_keys(bundle.checkpoint, trust.log_keys, trust.retired_log_keys)
+    except AuditProofError as exc:
+        raise ArtifactError("untrusted_log", f"the checkpoint is not signed by a trusted log key: {exc.reason}") from exc
     proof = bundle.inclusion_proof or {}
     try:
         verify_inclusion(bundle.leaf, int(proof["leaf_index"]), proof["hashes"], bundle.checkpoint, log_key)
@@ -244,14 +250,6 @@ async def verify(bundle: ArtifactBundle, artifact: bytes, trust: Trust) -> Verif
         signed_at=iso(signed_at), logged_at=iso(logged_at), log_index=int(proof["leaf_index"]))
 
 
-def _opens(checkpoint: str, log_key: str) -> bool:
-    try:
-        open_log_checkpoint(checkpoint, log_key)
-    except AuditProofError:
-        return False
-    return True
-
-
 async def trust_for(bus: Any, tenant: str) -> Trust:
     """What an offline verifier should trust for a tenant: its issuer DIDs (and did:web documents)
     and its log key. Write it once, hand it to relying parties."""
@@ -261,4 +259,5 @@ async def trust_for(bus: Any, tenant: str) -> Trust:
     issuer = await bus.request(sub.GET_ISSUER, tenant, iss.GetIssuer())
     log = await _Client(bus, tenant).checkpoint()
     docs = {issuer.did: issuer.did_document} if issuer.did.startswith("did:web:") else {}
-    return Trust(issuers=frozenset(issuer.dids), log_keys=(log.log_public_key,), issuer_documents=docs)
+    return Trust(issuers=frozenset(issuer.dids), log_keys=(log.log_public_key,), issuer_documents=docs,
+                 retired_log_keys=tuple((r.key, r.until_size) for r in log.retired_log_keys))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from contracts import audit as au
@@ -34,8 +34,8 @@ from shared.signed_note import (
 )
 
 __all__ = [
-    "AuditClient", "AuditProofError", "leaf_hash", "log_verifier", "open_log_checkpoint", "verify_consistency",
-    "verify_inclusion",
+    "AuditClient", "AuditProofError", "check_consistency", "follow_key_chain", "leaf_hash", "log_verifier", "open_log_checkpoint", "open_with_keys",
+    "verify_consistency", "verify_inclusion",
 ]
 
 
@@ -91,6 +91,49 @@ def open_log_checkpoint(note: str, log_key: str, witness_keys: Sequence[str] = (
     return opened.checkpoint
 
 
+def open_with_keys(note: str, log_keys: Sequence[str], retired: Sequence[tuple[str, int]] = (),
+                   witness_keys: Sequence[str] = ()) -> tuple[Checkpoint, str]:
+    """Open a checkpoint with whichever trusted key may have signed it: a current key at any size,
+    a retired key only up to its handover size (so a retired key that leaked cannot sign a new
+    tree head). Returns the checkpoint and the key that opened it; raises AuditProofError."""
+    last: AuditProofError | None = None
+    for key, until in [*((k, None) for k in log_keys), *retired]:
+        try:
+            opened = open_log_checkpoint(note, key, witness_keys)
+        except AuditProofError as exc:
+            last = exc
+            continue
+        if until is not None and opened.size > until:
+            raise AuditProofError("retired_log_key", f"signed by a key retired at size {until}, for size {opened.size}")
+        return opened, key
+    if last is not None and last.reason not in ("no_trusted_signature", "log_signature_missing"):
+        raise last
+    raise AuditProofError("untrusted_log_key", "the checkpoint is not signed by a trusted log key")
+
+
+def follow_key_chain(pinned: str, current: str, retired: Sequence[tuple[str, int]],
+                     handovers: Mapping[int, str]) -> list[tuple[str, int]]:
+    """Trust a log's keys starting from the one you pinned. Each rotation's handover checkpoint
+    (`handovers[size]`, the note at a retired key's `until_size`) must be signed by the outgoing
+    and the incoming key, so trust passes along the chain both ways. Returns the retired keys to
+    use with `open_with_keys` (keys that never signed a checkpoint left out); raises AuditProofError."""
+    chain = sorted(((k, n) for k, n in retired if n > 0), key=lambda r: r[1])
+    keys = [k for k, _ in chain] + [current]
+    if pinned not in keys:
+        raise AuditProofError("bad_log_key", "the pinned key is not one this log has signed with")
+    for (key, until), successor in zip(chain, keys[1:], strict=True):
+        note = handovers.get(until)
+        if note is None:
+            raise AuditProofError("broken_handover", f"no handover checkpoint at size {until}")
+        try:
+            open_log_checkpoint(note, key)
+            open_log_checkpoint(note, successor)
+        except AuditProofError as exc:
+            raise AuditProofError("broken_handover", f"the rotation at size {until} is not signed by both keys: "
+                                                     f"{exc}") from exc
+    return chain
+
+
 def verify_inclusion(leaf: str | bytes, leaf_index: int, hashes: Sequence[str], checkpoint: str,
                      log_key: str, witness_keys: Sequence[str] = ()) -> Checkpoint:
     """Check that `leaf` is entry `leaf_index` of the log in a checkpoint the log signed.
@@ -106,15 +149,22 @@ def verify_inclusion(leaf: str | bytes, leaf_index: int, hashes: Sequence[str], 
     return cp
 
 
-def verify_consistency(old_checkpoint: str, checkpoint: str, hashes: Sequence[str], log_key: str,
-                       witness_keys: Sequence[str] = ()) -> tuple[Checkpoint, Checkpoint]:
-    """Check that the log of `checkpoint` extends the log of `old_checkpoint` (same key, same origin)."""
-    old = open_log_checkpoint(old_checkpoint, log_key, witness_keys)
-    new = open_log_checkpoint(checkpoint, log_key, witness_keys)
+def check_consistency(old: Checkpoint, new: Checkpoint, hashes: Sequence[str]) -> None:
+    """Check that opened checkpoint `new` extends opened checkpoint `old`. Raises AuditProofError."""
     try:
         _verify_consistency(old, new, _hashes(hashes))
     except (merkle.ProofError, CheckpointError) as exc:
         raise AuditProofError(exc.reason, str(exc)) from exc
+
+
+def verify_consistency(old_checkpoint: str, checkpoint: str, hashes: Sequence[str], log_key: str,
+                       witness_keys: Sequence[str] = (), *, old_log_key: str | None = None
+                       ) -> tuple[Checkpoint, Checkpoint]:
+    """Check that the log of `checkpoint` extends the log of `old_checkpoint` (same origin; the
+    old one signed by `old_log_key` when the log's key was rotated in between)."""
+    old = open_log_checkpoint(old_checkpoint, old_log_key or log_key, witness_keys)
+    new = open_log_checkpoint(checkpoint, log_key, witness_keys)
+    check_consistency(old, new, hashes)
     return old, new
 
 
@@ -132,6 +182,14 @@ class AuditClient:
     async def checkpoint(self, size: int | None = None) -> au.CheckpointRecord:
         return await self._ask(sub.AUDIT_CHECKPOINT, au.GetCheckpoint(size=size))
 
+    async def keys(self, pinned: str) -> tuple[str, list[tuple[str, int]]]:
+        """The log's current key and its retired keys, trusted from `pinned` (see follow_key_chain):
+        what to call again when a checkpoint is signed by a key you do not know yet."""
+        head = await self.checkpoint()
+        retired = [(r.key, r.until_size) for r in head.retired_log_keys]
+        handovers = {n: (await self.checkpoint(n)).checkpoint.note for _, n in retired if n > 0}
+        return head.log_public_key, follow_key_chain(pinned, head.log_public_key, retired, handovers)
+
     async def checkpoints(self) -> au.CheckpointList:
         """Every checkpoint (all pages) with the log's keys."""
         page = await self._ask(sub.AUDIT_CHECKPOINTS, au.ListCheckpoints(limit=500))
@@ -140,7 +198,8 @@ class AuditClient:
             page = await self._ask(sub.AUDIT_CHECKPOINTS, au.ListCheckpoints(after=page.next_after, limit=500))
             found.extend(page.checkpoints)
         return au.CheckpointList(origin=page.origin, log_public_key=page.log_public_key,
-                                 witness_keys=page.witness_keys, checkpoints=found)
+                                 witness_keys=page.witness_keys, checkpoints=found,
+                                 retired_log_keys=page.retired_log_keys)
 
     async def proof(self, seq: int, tree_size: int | None = None) -> au.InclusionProof:
         return await self._ask(sub.AUDIT_PROOF, au.GetInclusionProof(seq=seq, tree_size=tree_size))

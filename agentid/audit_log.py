@@ -2,7 +2,8 @@
 
 Export format (JSON lines, one object per line, `type` first):
 
-    {"type": "log", "format": "agentid-audit-export/v1", "tenant", "origin", "log_public_key", "witness_keys"}
+    {"type": "log", "format": "agentid-audit-export/v1", "tenant", "origin", "log_public_key", "witness_keys",
+     "retired_log_keys": [{"key", "until_size"}, ...]}
     {"type": "entry", "seq", "leaf", "leaf_hash"}            every entry, by sequence
     {"type": "checkpoint", "size", "root_hash", "note", "signed_at"}     every signed checkpoint
     {"type": "consistency", "first", "second", "hashes"}     the log's proofs between consecutive ones
@@ -33,10 +34,11 @@ import msgspec
 from agentid.audit import (
     AuditClient,
     AuditProofError,
+    check_consistency,
+    follow_key_chain,
     leaf_hash,
     log_verifier,
-    open_log_checkpoint,
-    verify_consistency,
+    open_with_keys,
 )
 from shared import merkle
 from shared.checkpoint import Checkpoint
@@ -51,12 +53,18 @@ class ExportError(ValueError):
     """An export file that is not one."""
 
 
+class RetiredKey(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    key: str
+    until_size: int  # the handover checkpoint, signed by this key and the next
+
+
 class LogLine(msgspec.Struct, tag_field="type", tag="log", forbid_unknown_fields=True, kw_only=True):
     format: str
     tenant: str
     origin: str
     log_public_key: str
     witness_keys: list[str] = []
+    retired_log_keys: list[RetiredKey] = []  # oldest first
 
 
 class EntryLine(msgspec.Struct, tag_field="type", tag="entry", forbid_unknown_fields=True, kw_only=True):
@@ -125,7 +133,9 @@ async def fetch(client: AuditClient) -> LogExport:
     """Everything the log serves about itself: checkpoints first, then every entry."""
     listing = await client.checkpoints()
     export = LogExport(LogLine(format=FORMAT, tenant=client.tenant, origin=listing.origin,
-                               log_public_key=listing.log_public_key, witness_keys=list(listing.witness_keys)))
+                               log_public_key=listing.log_public_key, witness_keys=list(listing.witness_keys),
+                               retired_log_keys=[RetiredKey(key=r.key, until_size=r.until_size)
+                                                 for r in listing.retired_log_keys]))
     export.checkpoints = [CheckpointLine(size=c.size, root_hash=c.root_hash, note=c.note, signed_at=c.signed_at)
                           for c in listing.checkpoints]
     async for entry in client.entries():
@@ -222,9 +232,9 @@ def _check_leaf(report: Report, entry: EntryLine, log: str) -> bytes:
     return digest
 
 
-def _open(report: Report, cp: CheckpointLine, log_key: str, witnesses: list[str], strict: bool) -> Checkpoint | None:
+def _open(report: Report, cp: CheckpointLine, keys: _Keys, witnesses: list[str], strict: bool) -> Checkpoint | None:
     try:
-        opened = open_log_checkpoint(cp.note, log_key, witnesses if strict else ())
+        opened, _ = open_with_keys(cp.note, [keys.current], keys.retired, witnesses if strict else ())
     except AuditProofError as exc:
         report.add("bad_checkpoint", f"checkpoint at size {cp.size}: {exc}")
         return None
@@ -249,6 +259,22 @@ def _open(report: Report, cp: CheckpointLine, log_key: str, witnesses: list[str]
     return opened
 
 
+@dataclass(frozen=True)
+class _Keys:
+    current: str
+    retired: list[tuple[str, int]]  # (key, handover size), oldest first
+
+
+def _key_history(report: Report, header: LogLine, pinned: str, notes: dict[int, str]) -> _Keys | None:
+    try:
+        retired = follow_key_chain(pinned, header.log_public_key,
+                                   [(r.key, r.until_size) for r in header.retired_log_keys], notes)
+    except AuditProofError as exc:
+        report.add(exc.reason, str(exc))
+        return None
+    return _Keys(header.log_public_key, retired)
+
+
 def verify_log(export: LogExport, *, log_key: str | None = None,
                witness_keys: list[str] | None = None) -> Report:
     """Verify an exported log. `log_key` pins the log's key (default: the export's own, which only
@@ -268,6 +294,9 @@ def verify_log(export: LogExport, *, log_key: str | None = None,
         report.add("origin_mismatch", f"the trusted key is for {key_name}, the log is {header.origin}")
     strict = witness_keys is not None
     witnesses = list(witness_keys if witness_keys is not None else header.witness_keys)
+    keys = _key_history(report, header, trusted, {cp.size: cp.note for cp in export.checkpoints})
+    if keys is None:
+        return report
 
     sizes = {cp.size for cp in export.checkpoints}
     roots: dict[int, bytes] = {}
@@ -295,7 +324,7 @@ def verify_log(export: LogExport, *, log_key: str | None = None,
     opened: list[Checkpoint] = []
     matched = 0  # the largest size whose signed root the entries reproduce
     for cp in sorted(export.checkpoints, key=lambda c: c.size):
-        checkpoint = _open(report, cp, trusted, witnesses, strict)
+        checkpoint = _open(report, cp, keys, witnesses, strict)
         if checkpoint is None:
             continue
         opened.append(checkpoint)
@@ -317,10 +346,8 @@ def verify_log(export: LogExport, *, log_key: str | None = None,
         proof = proofs.get((old.size, new.size))
         if proof is None:
             continue  # both roots were recomputed from one sequence of leaves: consistent by construction
-        old_note = next(c.note for c in export.checkpoints if c.size == old.size)
-        new_note = next(c.note for c in export.checkpoints if c.size == new.size)
         try:
-            verify_consistency(old_note, new_note, proof.hashes, trusted)
+            check_consistency(old, new, proof.hashes)
         except AuditProofError as exc:
             report.add("inconsistent", f"checkpoints at sizes {old.size} and {new.size}: {exc}")
             continue

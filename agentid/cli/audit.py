@@ -57,9 +57,23 @@ async def cmd_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"log       {record.origin} ({record.entries} entries)")
     print(f"log key   {record.log_public_key}")
+    for retired in record.retired_log_keys:
+        print(f"retired   {retired.key} (signed up to size {retired.until_size})")
     for key in record.witness_keys:
         print(f"witness   {key}")
     print()
+    print(record.checkpoint.note, end="")
+    return 0
+
+
+async def cmd_rotate_key(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts import audit as au
+    from contracts import subjects as sub
+
+    async with _client(args, settings) as client:
+        record = await client.bus.request(sub.AUDIT_ROTATE_KEY, client.tenant, au.RotateLogKey(reason=args.reason))
+    print(f"log key   {record.log_public_key}  (new)")
+    print(f"handover  checkpoint at size {record.checkpoint.size}, signed by the old and the new key:")
     print(record.checkpoint.note, end="")
     return 0
 
@@ -175,6 +189,10 @@ def register(cmds: Any, add: Add) -> None:
     cp.add_argument("--tenant")
     cp.add_argument("--size", type=int, help="the checkpoint signed at this tree size")
     cp.add_argument("--json", action="store_true")
+
+    rk = add("rotate-key", cmd_rotate_key, "give the log a new key (the handover is signed by both)", audit)
+    rk.add_argument("--tenant")
+    rk.add_argument("--reason", default="scheduled rotation")
 
     tail = add("tail", cmd_tail, "the newest entries (and, with --follow, those to come)", audit)
     tail.add_argument("--tenant")

@@ -44,7 +44,7 @@ async def cmd_orchestrator_add(args: argparse.Namespace, settings: Settings) -> 
         print(f"orchestrator private key written to {out}", file=sys.stderr)
     authority = reg.Authority(
         tiers=_csv(args.tiers), purposes=_csv(args.purposes), data_classes=_csv(args.data_classes),
-        max_lifetime_s=args.max_lifetime, max_live_agents=args.max_live)
+        max_lifetime_s=args.max_lifetime, max_live_agents=args.max_live, spawns_per_minute=args.spawns_per_minute)
     bus = await operator_bus(settings)
     try:
         record = await bus.request(sub.ADD_ORCHESTRATOR, args.tenant, reg.AddOrchestrator(
@@ -72,6 +72,20 @@ async def _operator_request(settings: Settings, route: Any, tenant: str, body: A
         return await bus.request(route, tenant, body)
     finally:
         await bus.drain()
+
+
+async def cmd_orchestrator_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """After a compromise: the orchestrator's key is refused and everything it spawned is revoked;
+    credentials, delegations and tokens follow from the agents' exit events."""
+    from contracts import registration as reg
+    from contracts import subjects as sub
+
+    result = await _operator_request(settings, sub.REVOKE_ORCHESTRATOR, _tenant(args),
+                                     reg.RevokeOrchestrator(orchestrator_id=args.id, reason=args.reason))
+    print(f"orchestrator {result.orchestrator_id} revoked; {result.count} agents revoked with it")
+    for agent_id in result.revoked_agents:
+        print(f"  revoked {agent_id}")
+    return 0
 
 
 async def cmd_bundle(args: argparse.Namespace, settings: Settings) -> int:
@@ -168,6 +182,12 @@ def register(cmds: Any, add: Add) -> None:
     oa.add_argument("--data-classes", default="internal", help="comma-separated data classes")
     oa.add_argument("--max-lifetime", type=int, default=86_400, help="maximum agent lifetime (s)")
     oa.add_argument("--max-live", type=int, default=100, help="quota of live agents")
+    oa.add_argument("--spawns-per-minute", type=int, default=600, help="spawn rate limit (burst: a tenth)")
+
+    orv = add("revoke", cmd_orchestrator_revoke, "compromised: refuse its key, revoke every agent it spawned", orch)
+    orv.add_argument("id")
+    orv.add_argument("--tenant")
+    orv.add_argument("--reason", default="orchestrator compromised")
 
     bd = add("bundle", cmd_bundle, "print a tenant's SPIFFE trust bundle (JWKS)")
     bd.add_argument("--tenant", help="tenant (default: AGENTID_TENANT)")

@@ -158,6 +158,11 @@ def _authorities_rotated(e: Any) -> Facts:
                  reasons=(e.reason,), details={"bundle_sequence": e.sequence, "at": when(e.at)})
 
 
+def _orchestrator_revoked(e: Any) -> Facts:
+    return Facts(subject={"type": "orchestrator", "id": e.orchestrator_id, "spiffe_id": e.spiffe_id},
+                 reasons=(e.reason,), details={"revoked_agents": len(e.revoked_agents), "by": e.by, "at": when(e.at)})
+
+
 def _agent_exited(e: Any) -> Facts:
     return Facts(subject={"type": "agent", "id": e.agent_id, "spiffe_id": e.spiffe_id, "did": e.did},
                  reasons=(e.reason,), details={"status": e.status, "by": e.by, "at": when(e.at)})
@@ -261,6 +266,11 @@ def _idp_changed(e: Any) -> Facts:
     return Facts(subject={"type": "identity_provider", "id": e.issuer}, details={"change": e.change, "at": when(e.at)})
 
 
+def _resource_server_changed(e: Any) -> Facts:
+    return Facts(subject={"type": "resource_server", "id": e.client_id, "name": e.name},
+                 details={"change": e.change, "audiences": list(e.audiences), "at": when(e.at)})
+
+
 # ---- delegation (the UCAN links themselves stay out: their CIDs lead to them) --------------------
 
 
@@ -323,6 +333,8 @@ DESCRIBERS: dict[str, Callable[[Any], Facts]] = {
     "agent.renewed": _agent_renewed,
     "authorities.rotated": _authorities_rotated,
     "agent.exited": _agent_exited,
+    "orchestrator.revoked": _orchestrator_revoked,
+    "resource_server.changed": _resource_server_changed,
     "credential.issued": _credential_issued,
     "credential.revoked": _credential_revoked,
     "artifact.signed": _artifact_signed,

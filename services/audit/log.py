@@ -108,3 +108,20 @@ class AuditLog:
     async def _sign(self, conn: asyncpg.Connection, head: asyncpg.Record, size: int, root: bytes) -> None:
         signer = self.keys.signer(head["log"], head["origin"], bytes(head["public_key"]), bytes(head["sealed_key"]))
         await store.insert_checkpoint(conn, head["log"], size, root, self.keys.sign(signer, size, root))
+
+    async def rotate(self, log: str) -> None:
+        """Give `log` a new key: the current tree head is signed by the old key and the new one in
+        the same transaction that retires the old key, so there is never a checkpoint that no
+        trusted key links to the ones before it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            head = await store.lock_log(conn, log)
+            if head is None:
+                raise LookupError(log)
+            old = self.keys.signer(log, head["origin"], bytes(head["public_key"]), bytes(head["sealed_key"]))
+            new_key = self.keys.new_key(log, head["origin"])
+            new = self.keys.signer(log, head["origin"], new_key.public_key, new_key.sealed_key)
+            size, root = head["size"], bytes(head["root"])
+            if size > 0:
+                await store.put_handover(conn, log, size, root, self.keys.sign_handover(old, new, size, root))
+            await store.replace_key(conn, log, bytes(head["public_key"]), size, new_key)
+

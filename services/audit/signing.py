@@ -59,14 +59,19 @@ class LogKeys:
         self._signers: dict[str, Signer] = {}
 
     def create(self, log: str) -> NewLog:
-        origin = origin_for(self._base_url, log)
+        return self.new_key(log, origin_for(self._base_url, log))
+
+    def new_key(self, log: str, origin: str) -> NewLog:
+        """A fresh key for the log named `origin` (a new log, or a rotation: the origin never changes)."""
         key = PrivateKey.generate("EdDSA")
         public = key.crypto.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return NewLog(origin, public, seal_key(self._kek, key, _context(log, origin)))
 
     def signer(self, log: str, origin: str, public_key: bytes, sealed_key: bytes) -> Signer:
         signer = self._signers.get(log)
-        if signer is None or signer.name != origin:
+        # Keyed by the stored public key too: after a rotation (by any replica) the next append
+        # reads the new key from the locked head row and unseals it here.
+        if signer is None or signer.name != origin or signer.verifier().public_bytes != bytes(public_key):
             crypto = unseal_key(self._kek, sealed_key, _context(log, origin)).crypto
             if not isinstance(crypto, ed25519.Ed25519PrivateKey):
                 raise ValueError(f"log {log}: the sealed key is not Ed25519")
@@ -81,6 +86,15 @@ class LogKeys:
         note = sign_checkpoint(Checkpoint(signer.name, size, root), signer)
         if self.witness is not None:
             note = add_signature(note, self.witness, [signer.verifier()])
+        return note
+
+    def sign_handover(self, old: Signer, new: Signer, size: int, root: bytes) -> str:
+        """The tree head signed by the outgoing key and the incoming one (then the witness): a reader
+        who trusts either key learns the other from this one checkpoint."""
+        note = sign_checkpoint(Checkpoint(old.name, size, root), old)
+        note = add_signature(note, new, [old.verifier()])
+        if self.witness is not None:
+            note = add_signature(note, self.witness, [old.verifier()])
         return note
 
     def witness_keys(self) -> list[str]:

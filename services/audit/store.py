@@ -40,6 +40,17 @@ async def create_log(conn: Conn, log: str, new: NewLog) -> None:
         " ON CONFLICT DO NOTHING", log, new.origin, new.public_key, new.sealed_key, merkle.EMPTY_ROOT)
 
 
+async def replace_key(conn: asyncpg.Connection, log: str, old_public: bytes, until_size: int, new: NewLog) -> None:
+    await conn.execute(f"INSERT INTO {S}.retired_keys(log, public_key, until_size) VALUES ($1, $2, $3)",
+                       log, old_public, until_size)
+    await conn.execute(f"UPDATE {S}.logs SET public_key = $2, sealed_key = $3 WHERE log = $1",
+                       log, new.public_key, new.sealed_key)
+
+
+async def retired_keys(conn: Conn, log: str) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT * FROM {S}.retired_keys WHERE log = $1 ORDER BY until_size, retired_at", log)
+
+
 async def set_head(conn: asyncpg.Connection, log: str, size: int, root: bytes) -> None:
     await conn.execute(f"UPDATE {S}.logs SET size = $2, root = $3 WHERE log = $1", log, size, root)
 
@@ -105,6 +116,18 @@ async def insert_agents(conn: asyncpg.Connection, log: str, agents: Sequence[Age
 async def insert_checkpoint(conn: asyncpg.Connection, log: str, size: int, root: bytes, note: str) -> None:
     await conn.execute(f"INSERT INTO {S}.checkpoints(log, size, root, note) VALUES ($1, $2, $3, $4)",
                        log, size, root, note)
+    await conn.execute(f"UPDATE {S}.logs SET checkpoint_size = $2, checkpoint_at = now() WHERE log = $1",
+                       log, size)
+
+
+async def put_handover(conn: asyncpg.Connection, log: str, size: int, root: bytes, note: str) -> None:
+    """The checkpoint at `size`, now signed by both keys. The same tree head may have been signed
+    by the old key alone already: the note gains a signature, its text (and every copy readers
+    hold) stays valid."""
+    await conn.execute(
+        f"INSERT INTO {S}.checkpoints(log, size, root, note) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (log, size) DO UPDATE SET note = EXCLUDED.note, signed_at = now()"
+        f" WHERE {S}.checkpoints.root = EXCLUDED.root", log, size, root, note)
     await conn.execute(f"UPDATE {S}.logs SET checkpoint_size = $2, checkpoint_at = now() WHERE log = $1",
                        log, size)
 

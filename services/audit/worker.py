@@ -76,6 +76,7 @@ class AuditWorker(Worker):
             sub.AUDIT_PROOF: self.proof,
             sub.AUDIT_CONSISTENCY: self.consistency,
             sub.AUDIT_QUERY: self.query,
+            sub.AUDIT_ROTATE_KEY: self.rotate_key,
         }
 
     async def on_start(self) -> None:
@@ -121,19 +122,32 @@ class AuditWorker(Worker):
             raise NotFound("no checkpoint was signed at that size" if size is not None else "no checkpoint yet")
         return row
 
+    async def _retired(self, head: asyncpg.Record) -> list[au.RetiredLogKey]:
+        return [au.RetiredLogKey(key=log_key(head["origin"], r["public_key"]), until_size=r["until_size"],
+                                 retired_at=r["retired_at"]) for r in await store.retired_keys(self.pool, head["log"])]
+
     async def checkpoint(self, req: au.GetCheckpoint, ctx: Context) -> au.CheckpointRecord:
         head = await self._head(ctx.tenant)
         row = await self._checkpoint(ctx.tenant, req.size)
         return au.CheckpointRecord(origin=head["origin"], log_public_key=log_key(head["origin"], head["public_key"]),
                                    witness_keys=self.keys.witness_keys(), entries=head["size"],
-                                   checkpoint=_signed(row))
+                                   checkpoint=_signed(row), retired_log_keys=await self._retired(head))
 
     async def checkpoints(self, req: au.ListCheckpoints, ctx: Context) -> au.CheckpointList:
         head = await self._head(ctx.tenant)
         rows = await store.list_checkpoints(self.pool, ctx.tenant, req.after, req.limit)
         return au.CheckpointList(origin=head["origin"], log_public_key=log_key(head["origin"], head["public_key"]),
                                  witness_keys=self.keys.witness_keys(), checkpoints=[_signed(r) for r in rows],
-                                 next_after=rows[-1]["size"] if len(rows) == req.limit else None)
+                                 next_after=rows[-1]["size"] if len(rows) == req.limit else None,
+                                 retired_log_keys=await self._retired(head))
+
+    async def rotate_key(self, req: au.RotateLogKey, ctx: Context) -> au.CheckpointRecord:
+        """A new key for the tenant's log (scheduled, or the old one is suspected): see AuditLog.rotate.
+        The reason is in the worker's log; the log itself records events, and this is not one."""
+        await self._head(ctx.tenant)
+        await self.audit_log.rotate(ctx.tenant)
+        log.info("audit: log %s has a new key (%s, by %s)", ctx.tenant, req.reason, ctx.sender.sender)
+        return await self.checkpoint(au.GetCheckpoint(), ctx)
 
     # -- proofs ----------------------------------------------------------------------------------
     async def proof(self, req: au.GetInclusionProof, ctx: Context) -> au.InclusionProof:

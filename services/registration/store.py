@@ -223,6 +223,20 @@ async def end_subtree(conn: asyncpg.Connection, tenant: str, agent_id: str, *, s
         tenant, agent_id, status, at, reason, child_reason)
 
 
+async def revoke_orchestrator(conn: asyncpg.Connection, tenant: str, orchestrator_id: str, *, reason: str,
+                              at: datetime) -> list[asyncpg.Record] | None:
+    """Refuse the orchestrator's key and revoke every active agent it spawned (sub-agents share
+    their parent's orchestrator, so this is the whole tree). None when no such orchestrator."""
+    found = await conn.fetchval(f"UPDATE {S}.orchestrators SET status = 'revoked' WHERE tenant = $1 AND id = $2"
+                                " RETURNING id", tenant, orchestrator_id)
+    if found is None:
+        return None
+    return await conn.fetch(
+        f"UPDATE {S}.agents SET status = 'revoked', ended_at = $3, end_reason = $4"
+        " WHERE tenant = $1 AND orchestrator_id = $2 AND status = 'active' RETURNING id, spiffe_id, did",
+        tenant, orchestrator_id, at, reason)
+
+
 async def expire_due(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"UPDATE {S}.agents SET status = 'expired', ended_at = expires_at, end_reason = 'lifetime ended'"

@@ -34,6 +34,7 @@ from shared.errors import (
 from shared.ids import agent_id as new_agent_id
 from shared.ids import orchestrator_id as new_orchestrator_id
 from shared.keys import InvalidKey, PublicKey
+from shared.ratelimit import RateLimiter
 from shared.possession import RENEW_TYP, SPAWN_TYP, check_proof
 from shared.worker import Context, Subscription, Worker
 
@@ -70,6 +71,7 @@ class RegistrationWorker(Worker):
             sub.GET_BUNDLE: self.get_bundle,
             sub.ROTATE_AUTHORITIES: self.rotate_authorities,
             sub.LOOKUP_SENDER: self.lookup_sender,
+            sub.REVOKE_ORCHESTRATOR: self.revoke_orchestrator,
         }
 
     def subscriptions(self) -> Sequence[Subscription]:
@@ -78,10 +80,32 @@ class RegistrationWorker(Worker):
     def senders(self) -> RegisteredSenders:
         return RegisteredSenders(self.pool)
 
+    async def revoke_orchestrator(self, req: reg.RevokeOrchestrator, ctx: Context) -> reg.RevokedOrchestrator:
+        """One command after a compromise: the orchestrator's key is refused from its next message,
+        and every agent it spawned is revoked, each with its `agent.exited` (credentials, delegations
+        and tokens follow from those events)."""
+        async with self.unit_of_work(ctx) as uow:
+            orch = await store.get_orchestrator(uow.conn, req.orchestrator_id, for_update=True)
+            if orch is None or orch.tenant != ctx.tenant:
+                raise NotFound("no such orchestrator")
+            now = _now()
+            rows = await store.revoke_orchestrator(uow.conn, ctx.tenant, req.orchestrator_id, reason=req.reason, at=now)
+            assert rows is not None
+            for r in rows:
+                await uow.emit(sub.AGENT_EXITED, ctx.tenant, reg.AgentExited(
+                    agent_id=r["id"], spiffe_id=r["spiffe_id"], did=r["did"], status="revoked",
+                    reason=f"orchestrator revoked: {req.reason}", by=ctx.sender.sender, at=now))
+            ids = [r["id"] for r in rows]
+            await uow.emit(sub.ORCHESTRATOR_REVOKED, ctx.tenant, reg.OrchestratorRevoked(
+                orchestrator_id=orch.orchestrator_id, spiffe_id=orch.spiffe_id, reason=req.reason,
+                revoked_agents=ids[:10_000], by=ctx.sender.sender, at=now))
+        return reg.RevokedOrchestrator(orchestrator_id=orch.orchestrator_id, revoked_agents=ids[:10_000], count=len(ids))
+
     async def on_start(self) -> None:
         if self.keyring.kek is None:
             raise RuntimeError("the keyring has no key-encryption key: registration cannot seal CA keys")
         self.authorities = Authorities(self.keyring.kek, ca_lifetime_s=self.settings.ca_lifetime_s)
+        self.spawn_limits = RateLimiter()
 
     async def background(self, stop: asyncio.Event) -> None:
         """Agents past their maximum lifetime expire by themselves, each with its event."""
@@ -169,6 +193,8 @@ class RegistrationWorker(Worker):
             orch = await store.get_orchestrator(uow.conn, ctx.sender.subject_id, for_update=True)
             if tenant is None or orch is None or orch.tenant != ctx.tenant:
                 raise Forbidden("orchestrator is not registered in this tenant")
+            rate = orch.authority.spawns_per_minute
+            self.spawn_limits.take(orch.orchestrator_id, rate_per_s=rate / 60, burst=max(1, rate // 10), what="spawns")
             lifetime = self._check_authority(req, orch.authority)
             if await store.live_agents_of(uow.conn, orch.orchestrator_id) >= orch.authority.max_live_agents:
                 raise QuotaExceeded("the orchestrator has reached its quota of live agents")
@@ -234,7 +260,7 @@ class RegistrationWorker(Worker):
             raise Forbidden("only an operator or the agent's orchestrator may revoke it")
         ended = await self._end(ctx, req.agent_id, status="revoked", reason=req.reason,
                                 child_reason=f"parent {req.agent_id} revoked")
-        return reg.RevokedAgents(revoked=ended)
+        return reg.RevokedAgents(revoked=ended[:10_000], count=len(ended))
 
     async def _end(self, ctx: Context, agent_id: str, *, status: str, reason: str, child_reason: str) -> list[str]:
         async with self.unit_of_work(ctx) as uow:
