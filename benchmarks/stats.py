@@ -24,6 +24,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100
     low, high = math.floor(pos), math.ceil(pos)
+    if math.isinf(ordered[high]):
+        return math.inf
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
@@ -40,15 +42,23 @@ class Run:
     @property
     def rate_per_s(self) -> float | None:
         done = self.count - self.errors
-        return done / self.seconds if self.seconds > 0 and done > 0 else None
+        return done / self.seconds if self.seconds > 0 else None
 
     def pct_ms(self, q: float) -> float | None:
-        return percentile(self.latencies_s, q) * 1000 if self.latencies_s else None
+        """The q-th percentile latency over every operation, failures counting as infinitely slow:
+        None when the percentile falls on a failure (it is not known, only that it exceeds every
+        answer's), so a run that timed out its slowest requests never reports a flattering p99."""
+        if not self.latencies_s:
+            return None
+        value = percentile(self.latencies_s + [math.inf] * self.errors, q)
+        return None if math.isinf(value) or math.isnan(value) else value * 1000
 
     def figures(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rate_per_s": _round(self.rate_per_s), "p50_ms": _round(self.pct_ms(50)),
                                "p99_ms": _round(self.pct_ms(99)), "count": self.count, "errors": self.errors,
                                "seconds": _round(self.seconds)}
+        if self.errors and self.latencies_s:
+            out["slowest_answer_ms"] = _round(max(self.latencies_s) * 1000)  # failures were slower still
         out.update({k: _round(v) if isinstance(v, float) else v for k, v in self.extra.items()})
         return out
 
@@ -60,16 +70,19 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def summarise(runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = FIGURES) -> dict[str, Any]:
-    """Median and range of each figure over runs (a figure missing from any run stays null)."""
+    """Median and range (lowest, highest) of each figure over runs. A latency a run could not
+    know (its failures were slower) counts as larger than any: the median may still be known,
+    the top of the range is then null. A figure no run has stays null."""
     out: dict[str, Any] = {}
     for key in keys:
         values = [r.get(key) for r in runs]
-        if not values or any(v is None for v in values):
-            out[key] = None
-            out[f"{key}_range"] = None
+        if not values or all(v is None for v in values) or (key == "rate_per_s" and None in values):
+            out[key], out[f"{key}_range"] = None, None
             continue
-        out[key] = _round(statistics.median(values))
-        out[f"{key}_range"] = [_round(min(values)), _round(max(values))]
+        known = [math.inf if v is None else float(v) for v in values]
+        median = statistics.median(known)
+        out[key] = None if math.isinf(median) else _round(median)
+        out[f"{key}_range"] = [_round(min(known)), None if math.isinf(max(known)) else _round(max(known))]
     return out
 
 

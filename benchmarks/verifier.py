@@ -31,7 +31,8 @@ URL = "https://ledger.example/accounts/42"
 DETAILS = [to_rar(Capability(type="ledger", resource="https://ledger.example/accounts/*", actions=frozenset({"read"})))]
 
 
-def _token(signer: PrivateKey, agent: PrivateKey) -> str:
+def mint_token(signer: PrivateKey, agent: PrivateKey) -> str:
+    """An access token in the token worker's format, DPoP-bound to `agent`."""
     now = int(time.time())
     sub = f"spiffe://bench.example/agent/agt_{new_id()}"
     return jose.sign({"iss": ISSUER, "sub": sub, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 300,
@@ -60,7 +61,7 @@ async def run(n: int, agent_alg: str) -> dict[str, Any]:
     signer, agent = PrivateKey.generate(), PrivateKey.generate(agent_alg)  # type: ignore[arg-type]
     jwks = {"keys": [signer.public.jwk(kid=signer.public.thumbprint, use="sig", alg="EdDSA")]}
     verifier = Verifier(issuer=ISSUER, audience=AUDIENCE, jwks=StaticJwks(jwks), token_cache_size=2 * n)
-    tokens = [_token(signer, agent) for _ in range(n)]
+    tokens = [mint_token(signer, agent) for _ in range(n)]
     cold = [(f"DPoP {t}", make_proof(agent, "GET", URL, access_token=t)) for t in tokens]
     one = tokens[0]
     cached = [(f"DPoP {one}", make_proof(agent, "GET", URL, access_token=one)) for _ in range(n)]

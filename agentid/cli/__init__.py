@@ -19,7 +19,7 @@ from shared.config import Settings
 from shared.errors import AgentidError
 
 GROUPS = ("stack", "identity", "credentials", "tokens", "resource_servers", "delegation", "attestation", "audit", "artifacts",
-          "contracts")
+          "contracts", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

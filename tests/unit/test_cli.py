@@ -7,7 +7,7 @@ import sys
 
 COMMANDS = ["up", "status", "demo", "worker", "tenant", "orchestrator", "keyring", "contracts", "bundle", "agent",
             "ca", "status-list", "issuer", "credential", "policy", "token", "jwks", "idp", "delegation", "attestation",
-            "audit", "artifact", "rs"]
+            "audit", "artifact", "rs", "bench"]
 
 
 def test_help_lists_every_command() -> None:
