@@ -202,8 +202,9 @@ async def test_each_bad_chain_is_refused_with_its_own_reason_and_nothing_is_reco
     await _refused(b, [root, unrecorded, _link(b, c, [HOPS[2]], unrecorded)], "not_recorded")
     # A link to a principal that is not an agent of this tenant.
     stranger = PrivateKey.generate().public.did
-    await _refused(b, [root, ab, ucan.issue(b.key.private, stranger, [from_rar(HOPS[1])], expires=now + 600,
-                                            not_before=now, proofs=[ab])], "unknown_agent")
+    parent = ucan.parse(ab)  # the link's window exactly the parent's, so only the audience is wrong
+    await _refused(b, [root, ab, ucan.issue(b.key.private, stranger, [from_rar(HOPS[1])], expires=parent.exp,
+                                            not_before=parent.nbf, proofs=[ab])], "unknown_agent")
     # Garbage is malformed (as a whole request: an invalid JWT fails the request's own schema).
     await _refused(b, [root, ab, "eyJhbGciOiJub25lIn0.e30.AA"], "malformed")
 

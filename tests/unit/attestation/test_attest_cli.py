@@ -230,12 +230,12 @@ def test_evidence_bound_to_the_given_nonce_and_key_verifies_bound(tmp_path, caps
     (tmp_path / "ear.jwt").write_bytes(ear_jwt(key, ear_claims(iat=now, nonce=b64u_encode(digest))))
     (tmp_path / "ref.json").write_text(json.dumps({"ear_keys": [ec_public_jwk(key)]}))
     argv = ["--kind", "ear", "--evidence", str(tmp_path / "ear.jwt"), "--reference", str(tmp_path / "ref.json")]
-    report = verified([*argv, "--nonce", nonce.hex(), "--key-thumbprint", agent_jkt], capsys)
+    report = verified([*argv, "--nonce", nonce.hex(), f"--key-thumbprint={agent_jkt}"], capsys)
     assert report["bound"] is True
     other = thumbprint(ec_public_jwk(ec.generate_private_key(ec.SECP256R1())))
-    assert refused([*argv, "--nonce", nonce.hex(), "--key-thumbprint", other], capsys)["reason"] == \
+    assert refused([*argv, "--nonce", nonce.hex(), f"--key-thumbprint={other}"], capsys)["reason"] == \
         "binding_mismatch"
-    assert refused([*argv, "--nonce", os.urandom(32).hex(), "--key-thumbprint", agent_jkt], capsys)["reason"] == \
+    assert refused([*argv, "--nonce", os.urandom(32).hex(), f"--key-thumbprint={agent_jkt}"], capsys)["reason"] == \
         "binding_mismatch"
 
 
