@@ -63,6 +63,17 @@ def ledger(actions: list[str] | None = None, path: str = "/accounts/42", **extra
     return {"type": "ledger", "locations": [f"https://ledger.example{path}"], "actions": actions or ["read"], **extra}
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` one token, `>` one or more at the end."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0,
                      interval: float = 0.05) -> None:
     """Wait until `check()` holds; fail after `timeout`. For outcomes with no event to wait on."""

@@ -30,7 +30,7 @@ from shared.b64 import b64u_encode
 from shared.bus.client import stream_name
 from shared.bus.signing import sign, signing_input
 from shared.keys import PrivateKey
-from tests.helpers import Harness, eventually
+from tests.helpers import Harness, eventually, subject_matches
 from tests.hostile.corpus import body_cases
 from tests.hostile.sources import TRIGGERS
 from tests.hostile.world import Party, World
@@ -114,16 +114,6 @@ def garbage(w: World, topic: sub.Topic[Any], tenant: str, template: bytes) -> li
     return cases
 
 
-def _matches(pattern: str, subject: str) -> bool:
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
-
-
 async def business_consumers(h: Harness) -> dict[str, list[str]]:
     """Every durable consumer other than the audit, with its filter subjects."""
     out = {}
@@ -171,7 +161,7 @@ async def test_topic_refuses_forged_and_malformed_events(harness: Harness, world
         sent.append((g, ack.seq))
     consumers = await business_consumers(h)
     expected = {(name, seq) for g, seq in sent for name, filters in consumers.items()
-                if any(_matches(f, g.subject) for f in filters)}
+                if any(subject_matches(f, g.subject) for f in filters)}
 
     async def judged() -> bool:
         if not expected <= terminations.seen:

@@ -22,6 +22,7 @@ from shared.bus.registry import SenderKey, StaticRegistry
 from shared.bus.signing import Signer, sign, signing_input
 from shared.canonical import canonical_json
 from shared.keys import PrivateKey
+from tests.helpers import subject_matches
 
 ROOT = "agentid"
 TENANT = "acme"
@@ -81,20 +82,9 @@ def _registered() -> reg.AgentRegistered:
 # ---- coverage ---------------------------------------------------------------------------------
 
 
-def _matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: `*` one token, `>` one or more at the end."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
-
-
 def test_every_catalogue_topic_is_consumed_and_described() -> None:
     for topic in TOPICS:
-        assert _matches(events_subject(ROOT), topic.subject(TENANT, ROOT)), topic.name
+        assert subject_matches(events_subject(ROOT), topic.subject(TENANT, ROOT)), topic.name
         assert topic.name in DESCRIBERS, f"{topic.name}: add its fields to services/audit/describe.py"
     assert set(DESCRIBERS) == {t.name for t in TOPICS}, "a describer for a topic that is gone"
 
