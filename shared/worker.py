@@ -293,6 +293,10 @@ class Worker:
             ack_wait=s.ack_wait_s, max_deliver=-1, max_ack_pending=1000,
             filter_subjects=[t.pattern(self.bus.root) for t in spec.handlers],
         )
+        if len(config.filter_subjects or ()) > 1 and _server_version(self.bus.nc) < (2, 10):
+            log.warning("%s: nats-server %s cannot filter a consumer on several subjects: every event reaches "
+                        "%s, which skips those it does not take (use nats-server 2.10 or newer)",
+                        self.name, self.bus.nc.connected_server_version, spec.durable)
         await self.bus.js.add_consumer(stream, config)
         psub = await self.bus.js.pull_subscribe_bind(durable=spec.durable, stream=stream)
         try:
@@ -332,7 +336,12 @@ class Worker:
             parent=telemetry.extract(msg.headers),
         ) as span:
             try:
-                if topic is None or handler is None:
+                if topic is not None and handler is None:
+                    # A catalogue event this consumer does not take: only a server that cannot
+                    # filter on several subjects (before 2.10) delivers it. Not ours: acknowledge.
+                    await _settle(msg.ack())
+                    return
+                if topic is None:
                     raise InvalidRequest("no handler for this subject")
                 producers = {"orchestrator"} if topic.owner == "orchestrator" else {"service"}
                 ctx = await self._admit(msg, frozenset(producers),
@@ -375,6 +384,11 @@ class Worker:
         log.error("%s: event on %s given up after %d deliveries (%s)", self.name, msg.subject,
                   msg.metadata.num_delivered, error.code.value)
         await _settle(msg.term())
+
+
+def _server_version(nc: Any) -> tuple[int, int]:
+    version = nc.connected_server_version
+    return (version.major, version.minor) if version is not None else (0, 0)
 
 
 async def _settle(call: Awaitable[None]) -> None:

@@ -30,7 +30,10 @@ async def in_database(harness: Harness, needles: Iterable[str]) -> list[str]:
     return found
 
 
-async def in_events(harness: Harness, needles: Iterable[str], subject: str) -> list[str]:
+async def in_events(harness: Harness, needles: Iterable[str], tenant: str) -> list[str]:
+    """Every event of `tenant` on the stream (a filter within the stream's own subjects, as every
+    JetStream server version accepts)."""
+    subject = f"{harness.root}.v1.{tenant}.evt.>"
     js = harness.nc.jetstream()
     info = await js.stream_info(stream_name(harness.root), subjects_filter=subject)
     total = sum((info.state.subjects or {}).values())

@@ -88,6 +88,8 @@ class RegistrationWorker(Worker):
             orch = await store.get_orchestrator(uow.conn, req.orchestrator_id, for_update=True)
             if orch is None or orch.tenant != ctx.tenant:
                 raise NotFound("no such orchestrator")
+            if orch.status == "revoked":  # done before: its key spawned nothing since, nothing to announce
+                return reg.RevokedOrchestrator(orchestrator_id=orch.orchestrator_id, revoked_agents=[], count=0)
             now = _now()
             rows = await store.revoke_orchestrator(uow.conn, ctx.tenant, req.orchestrator_id, reason=req.reason, at=now)
             assert rows is not None

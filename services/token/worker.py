@@ -168,9 +168,9 @@ class TokenWorker(Worker):
     async def issue(self, req: tok.IssueToken, ctx: Context, *, cnf: dict[str, str] | None = None) -> tok.IssuedToken:
         """`cnf`: a binding already proven elsewhere (the HTTP token endpoint's DPoP proof)."""
         agent = await self.facts(ctx.tenant, ctx.sender.subject_id)
-        self._rate_limit(agent, await self.rules(ctx.tenant))
         try:
             rules = await self.rules(ctx.tenant)
+            self._rate_limit(agent, rules)
             caps = rules.details(req.authorization_details)
             rules.audience(req.audience)
             lifetime = rules.lifetime(req.lifetime_s)
@@ -407,13 +407,13 @@ class TokenWorker(Worker):
     async def exchange(self, req: tok.ExchangeToken, ctx: Context) -> tok.IssuedToken:
         require_actor(req)
         actor = await self.facts(ctx.tenant, self._actor_id(req))
-        self._rate_limit(actor, await self.rules(ctx.tenant))
         user: str | None = None
         try:
+            rules = await self.rules(ctx.tenant)
+            self._rate_limit(actor, rules)
             if req.actor_token is not None:
                 await verify_actor_token(req.actor_token, actor, audience=self.issuer(ctx.tenant), replay=self.replay,
                                          max_skew_s=self.settings.max_skew_s)
-            rules = await self.rules(ctx.tenant)
             caps = rules.details(req.authorization_details)
             rules.audience(req.audience)
             subject = await self._subject(req.subject_token, ctx.tenant)

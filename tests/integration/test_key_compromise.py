@@ -143,10 +143,17 @@ async def test_a_compromised_orchestrator_is_revoked_with_everything_it_issued(
     event = json.loads(msg.data)
     assert event["orchestrator_id"] == bad_record.orchestrator_id
     assert set(event["revoked_agents"]) == {a.agent_id, b.agent_id}
-    # Revoking again finds nothing left to revoke; an unknown orchestrator is not found.
+    # Revoking again finds nothing left to revoke and announces nothing.
     again = await harness.operator.request(sub.REVOKE_ORCHESTRATOR, tenant,
                                            reg.RevokeOrchestrator(orchestrator_id=bad_record.orchestrator_id))
     assert again.revoked_agents == [] and again.count == 0
+    assert await harness.event_count(sub.ORCHESTRATOR_REVOKED.subject(tenant, harness.root)) == 1
+    # Another tenant's operator request cannot name this tenant's orchestrator; nor can a made-up id.
+    other = await harness.new_tenant()
+    for where, orchestrator_id in ((other, good.orchestrator_id), (tenant, "orc_00000000000000000000000000")):
+        with pytest.raises(NotFound):
+            await harness.operator.request(sub.REVOKE_ORCHESTRATOR, where,
+                                           reg.RevokeOrchestrator(orchestrator_id=orchestrator_id))
     await verifier.aclose()
     for closing in (a, b, c, d, bad, good):
         await closing.close()
