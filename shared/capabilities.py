@@ -769,7 +769,7 @@ def canonical(caps: Iterable[Capability]) -> list[Capability]:
         group[0] if len(group) == 1 else replace(group[0], actions=frozenset().union(*(c.actions for c in group)))
         for group in groups.values()
     ]
-    return sorted(out, key=_sort_key)
+    return out if len(out) < 2 else sorted(out, key=_sort_key)
 
 
 def _sort_key(cap: Capability) -> tuple[Any, ...]:

@@ -39,28 +39,21 @@ class InvalidKey(ValueError):
 class PublicKey:
     """A verified-shape public key: Ed25519 or P-256."""
 
-    __slots__ = ("_key", "alg", "_jwk", "_thumbprint")
+    # The JWK, thumbprint and DID are derived on first use and kept: a key met only to check one
+    # signature (a UCAN principal, a DPoP proof) never pays for the encodings it does not need.
+    __slots__ = ("_key", "alg", "_jwk", "_thumbprint", "_did")
 
     def __init__(self, key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> None:
         if isinstance(key, ed25519.Ed25519PublicKey):
             self.alg: Alg = "EdDSA"
-            raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            self._jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
         elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
             self.alg = "ES256"
-            numbers = key.public_numbers()
-            self._jwk = {
-                "kty": "EC",
-                "crv": "P-256",
-                "x": b64u_encode(numbers.x.to_bytes(32, "big")),
-                "y": b64u_encode(numbers.y.to_bytes(32, "big")),
-            }
         else:
             raise InvalidKey("only Ed25519 and P-256 keys are accepted")
         self._key = key
-        members = {k: self._jwk[k] for k in sorted(self._jwk)}
-        canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-        self._thumbprint = b64u_encode(hashlib.sha256(canonical).digest())
+        self._jwk: dict[str, str] | None = None
+        self._thumbprint: str | None = None
+        self._did: str | None = None
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -97,16 +90,19 @@ class PublicKey:
         if not isinstance(did, str) or not did.startswith("did:key:z"):
             raise InvalidKey("not a did:key")
         ident = did.split("#", 1)[0][len("did:key:z") :]
-        if not _BASE58.fullmatch(ident):  # the base58 codec would quietly strip whitespace
+        # The alphabet only (the base58 codec would quietly strip whitespace), and no leading "1":
+        # it would decode to a zero byte, which no multicodec prefix starts with. Without either,
+        # a base58 string is the one spelling of its number, so the bytes below have one DID.
+        if not _BASE58.fullmatch(ident) or ident[0] == "1":
             raise InvalidKey("did:key is not base58btc")
-        try:
-            raw = base58.b58decode(ident)
-        except ValueError as exc:
-            raise InvalidKey("did:key is not base58btc") from exc
+        number = base58.b58decode_int(ident)
+        raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
         if raw[:2] == _ED25519_CODEC and len(raw) == 34:
-            return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw[2:]))
+            key = cls(ed25519.Ed25519PublicKey.from_public_bytes(raw[2:]))
+            key._did = "did:key:z" + ident  # an Ed25519 key gives back the very bytes it was made from
+            return key
         if raw[:2] == _P256_CODEC and len(raw) == 35:
-            try:
+            try:  # its DID is re-encoded from the point when asked, so one point has one DID
                 return cls(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw[2:]))
             except ValueError as exc:
                 raise InvalidKey("did:key P-256 point is invalid") from exc
@@ -130,15 +126,36 @@ class PublicKey:
         return self._key
 
     def jwk(self, **extra: Any) -> dict[str, Any]:
+        if self._jwk is None:
+            if isinstance(self._key, ed25519.Ed25519PublicKey):
+                raw = self._key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+                self._jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64u_encode(raw)}
+            else:
+                numbers = self._key.public_numbers()
+                self._jwk = {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": b64u_encode(numbers.x.to_bytes(32, "big")),
+                    "y": b64u_encode(numbers.y.to_bytes(32, "big")),
+                }
         return {**self._jwk, **extra}
 
     @property
     def thumbprint(self) -> str:
         """RFC 7638 JWK SHA-256 thumbprint, base64url (used as `kid`, `jkt`)."""
+        if self._thumbprint is None:
+            members = self.jwk()
+            canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+            self._thumbprint = b64u_encode(hashlib.sha256(canonical).digest())
         return self._thumbprint
 
     @property
     def did(self) -> str:
+        if self._did is None:
+            self._did = self._encode_did()
+        return self._did
+
+    def _encode_did(self) -> str:
         if self.alg == "EdDSA":
             raw = _ED25519_CODEC + self._key.public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -172,13 +189,13 @@ class PublicKey:
         return True
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, PublicKey) and other._thumbprint == self._thumbprint
+        return isinstance(other, PublicKey) and other.thumbprint == self.thumbprint
 
     def __hash__(self) -> int:
-        return hash(self._thumbprint)
+        return hash(self.thumbprint)
 
     def __repr__(self) -> str:
-        return f"PublicKey({self.alg}, {self._thumbprint})"
+        return f"PublicKey({self.alg}, {self.thumbprint})"
 
 
 class PrivateKey:

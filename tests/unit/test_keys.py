@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.keys import InvalidKey, PrivateKey, PublicKey
 
@@ -11,6 +13,7 @@ RFC8037 = {"kty": "OKP", "crv": "Ed25519", "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7Mmk
            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
 RFC9449 = {"kty": "EC", "crv": "P-256", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
            "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA"}
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def test_rfc7638_thumbprints() -> None:
@@ -83,3 +86,26 @@ def test_bad_dids_are_refused(did: object) -> None:
 def test_private_key_repr_hides_material() -> None:
     key = PrivateKey.from_jwk(RFC8037)
     assert RFC8037["d"] not in repr(key)
+
+
+def test_a_did_key_has_one_spelling() -> None:
+    did = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+    # A leading "1" is a zero byte in base58: the same number, a second spelling of the key.
+    for other in ("did:key:z1" + did[len("did:key:z"):], "did:key:z11" + did[len("did:key:z"):]):
+        with pytest.raises(InvalidKey):
+            PublicKey.from_did(other)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32), p256=st.booleans())
+def test_a_resolved_did_key_is_the_key_and_spells_its_did_back(seed: bytes, p256: bool) -> None:
+    if p256:
+        scalar = int.from_bytes(seed, "big") % (P256_ORDER - 1) + 1
+        key = PrivateKey(ec.derive_private_key(scalar, ec.SECP256R1()))
+    else:
+        key = PrivateKey(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
+    resolved = PublicKey.from_did(key.public.did)
+    assert resolved == key.public
+    assert resolved.did == key.public.did
+    assert resolved.jwk() == key.public.jwk() and resolved.thumbprint == key.public.thumbprint
+    assert resolved.verify(key.sign(b"m"), b"m")
