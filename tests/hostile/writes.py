@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.audit.consumer import DURABLE as AUDIT_DURABLE
 from shared.bus.client import stream_name
 from tests.helpers import Harness, eventually
 
@@ -118,23 +119,34 @@ async def snapshot(harness: Harness, tenants: list[str]) -> Snapshot:
 
 async def quiesce(harness: Harness, tenants: list[str], timeout: float = 20.0) -> None:
     """Wait until the writes of earlier work have settled: no event waiting in any outbox of these
-    tenants, and every durable consumer of the stream with nothing pending or unacknowledged."""
+    tenants, the audit log holding every event of the stream, and every durable consumer of the
+    stream with nothing pending or unacknowledged."""
     js = harness.nc.jetstream()
+    stream = stream_name(harness.root)
     outboxes = [f'"{s}".outbox' for s in schemas(harness)]
 
     async def idle() -> bool:
-        infos = await js.consumers_info(stream_name(harness.root))
+        infos = await js.consumers_info(stream)
         return not any(i.num_pending or i.num_ack_pending for i in infos)
 
+    async def logged_up_to_the_last_event() -> bool:
+        # The server counts a stored message as pending for its consumers a moment after it acks the
+        # publish (it signals consumers from a separate loop), so an event just relayed can be in
+        # no consumer's figures yet. The audit consumer takes every subject of the stream: once it
+        # has acknowledged the stream's last message, every consumer has been told of it.
+        last = (await js.stream_info(stream)).state.last_seq
+        audit = await js.consumer_info(stream, AUDIT_DURABLE)
+        return audit.ack_floor is not None and (audit.ack_floor.stream_seq or 0) >= last
+
     async def settled() -> bool:
-        # Consumers, outboxes, consumers again: an event relayed between two looks is pending at
-        # the second, and a consumer's own outbox row is written before it acknowledges.
+        # Consumers, outboxes, the log, consumers again: an event relayed between two looks is
+        # pending at the last, and a consumer's own outbox row is written before it acknowledges.
         if not await idle():
             return False
         for outbox in outboxes:
             if await harness.count(f"SELECT count(*) FROM {outbox} WHERE split_part(subject, '.', 3) = ANY($1)",
                                    tenants):
                 return False
-        return await idle()
+        return await logged_up_to_the_last_event() and await idle()
 
     await eventually(settled, timeout=timeout, interval=0.02)
