@@ -14,7 +14,6 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -24,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from shared.config import Settings
 from shared.embedded import EmbeddedNats, EmbeddedPostgres
 from shared.keyring import Keyring
-from tests.helpers import Harness
+from tests.helpers import Harness, scratch_database
 
 # One in-memory exporter for the whole session: tests read the spans the workers produce.
 SPANS = InMemorySpanExporter()
@@ -61,20 +60,8 @@ async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tup
 @pytest.fixture(scope="session")
 async def database_url(servers: tuple[str, str]) -> AsyncIterator[str]:
     """A fresh database for this session on the test server, dropped afterwards."""
-    admin_url = servers[1]
-    name = f"agentid_test_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    base, _, _ = admin_url.rpartition("/")
-    yield f"{base}/{name}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with scratch_database(servers[1], "agentid_test_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

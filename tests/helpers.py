@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -28,6 +29,26 @@ from shared.bus.client import stream_name
 from shared.config import Settings
 from shared.keyring import Keyring
 from shared.keys import PrivateKey
+
+@asynccontextmanager
+async def scratch_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new database on the test server, named `prefix` + random hex; its URL while the block
+    runs, dropped (with any connection left to it) afterwards."""
+    name = f"{prefix}{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield f"{admin_url.rpartition('/')[0]}/{name}"
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
 
 DEFAULT_AUTHORITY = reg.Authority(
     tiers=["standard", "high"], purposes=["testing", "loan-decisions"],

@@ -10,7 +10,6 @@ import secrets
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 from nats.js.errors import NotFoundError
@@ -25,6 +24,7 @@ from shared.config import Settings
 from shared.did import did_web_url
 from shared.embedded import free_port
 from shared.keyring import Keyring
+from tests.helpers import scratch_database
 
 pytestmark = pytest.mark.e2e
 
@@ -32,30 +32,24 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 async def did_web_stack(servers: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     nats_url, admin_url = servers
-    name = f"agentid_didweb_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    port = free_port()
-    settings = Settings(nats_url=nats_url, database_url=f"{admin_url.rpartition('/')[0]}/{name}",
-                        data_dir=tmp_path_factory.mktemp("didweb"), nats_prefix=f"agentid_dw{secrets.token_hex(4)}",
-                        http_port=port, did_web_host=f"127.0.0.1:{port}", outbox_poll_s=0.2, shutdown_grace_s=2)
-    Keyring.generate().save(settings.keyring_path)
-    stack = Stack(settings, workers=["registration", "issuance", "gateway"])
-    try:
-        async with stack:
-            yield stack
-    finally:
-        operator = await Bus.connect(nats_url, name="didweb-cleanup", signer=None, registry=stack.keyring.registry(),
-                                     root=settings.nats_prefix)
-        for bucket in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay",
-                       f"KV_{settings.nats_prefix}_gateway_dpop"):
-            with contextlib.suppress(NotFoundError):
-                await operator.js.delete_stream(bucket)
-        await operator.drain()
-        conn = await asyncpg.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    async with scratch_database(admin_url, "agentid_didweb_") as database_url:
+        port = free_port()
+        settings = Settings(nats_url=nats_url, database_url=database_url,
+                            data_dir=tmp_path_factory.mktemp("didweb"), nats_prefix=f"agentid_dw{secrets.token_hex(4)}",
+                            http_port=port, did_web_host=f"127.0.0.1:{port}", outbox_poll_s=0.2, shutdown_grace_s=2)
+        Keyring.generate().save(settings.keyring_path)
+        stack = Stack(settings, workers=["registration", "issuance", "gateway"])
+        try:
+            async with stack:
+                yield stack
+        finally:
+            operator = await Bus.connect(nats_url, name="didweb-cleanup", signer=None,
+                                         registry=stack.keyring.registry(), root=settings.nats_prefix)
+            for bucket in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay",
+                           f"KV_{settings.nats_prefix}_gateway_dpop"):
+                with contextlib.suppress(NotFoundError):
+                    await operator.js.delete_stream(bucket)
+            await operator.drain()
 
 
 async def test_the_issuer_did_web_document_is_served_where_the_did_points(did_web_stack: Stack) -> None:

@@ -50,7 +50,7 @@ from shared.config import Settings
 from shared.errors import NotFound, Unavailable
 from shared.keyring import Keyring
 from shared.signed_note import CosignatureSigner
-from tests.helpers import eventually
+from tests.helpers import eventually, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -118,38 +118,32 @@ class Iso:
 @pytest.fixture
 async def iso(servers: tuple[str, str], tmp_path: Path) -> AsyncIterator[Iso]:
     nats_url, admin_url = servers
-    name = f"agentid_audit_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    settings = Settings(nats_url=nats_url, database_url=admin_url.rpartition("/")[0] + "/" + name,
-                        data_dir=tmp_path, nats_prefix=f"agentid_a{secrets.token_hex(4)}")
-    keyring = Keyring.generate()
-    keyring.save(settings.keyring_path)
-    witness = tmp_path / "witness.pem"
-    witness.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    bus = await Bus.connect(nats_url, name="audit-crash-operator", signer=keyring.signer("operator", "admin"),
-                            registry=keyring.registry(), root=settings.nats_prefix)
-    db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    it = Iso(settings, keyring, bus, db, witness)
-    try:
-        yield it
-    finally:
-        for proc in it.procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        await db.close()
-        for stream in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay"):
-            try:
-                await bus.js.delete_stream(stream)
-            except Exception:
-                pass
-        await bus.drain()
-        conn = await asyncpg.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    async with scratch_database(admin_url, "agentid_audit_") as database_url:
+        settings = Settings(nats_url=nats_url, database_url=database_url,
+                            data_dir=tmp_path, nats_prefix=f"agentid_a{secrets.token_hex(4)}")
+        keyring = Keyring.generate()
+        keyring.save(settings.keyring_path)
+        witness = tmp_path / "witness.pem"
+        witness.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        bus = await Bus.connect(nats_url, name="audit-crash-operator", signer=keyring.signer("operator", "admin"),
+                                registry=keyring.registry(), root=settings.nats_prefix)
+        db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        it = Iso(settings, keyring, bus, db, witness)
+        try:
+            yield it
+        finally:
+            for proc in it.procs:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            await db.close()
+            for stream in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay"):
+                try:
+                    await bus.js.delete_stream(stream)
+                except Exception:
+                    pass
+            await bus.drain()
 
 
 def _b64(raw: bytes) -> str:

@@ -29,7 +29,7 @@ from shared.config import Settings
 from shared.errors import NotFound, Unavailable
 from shared.keyring import Keyring
 from shared.keys import PrivateKey
-from tests.helpers import DEFAULT_AUTHORITY, SPAWN_FIELDS, eventually
+from tests.helpers import DEFAULT_AUTHORITY, SPAWN_FIELDS, eventually, scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -77,33 +77,27 @@ class Isolated:
 @pytest.fixture
 async def isolated(servers: tuple[str, str], tmp_path: Path) -> AsyncIterator[Isolated]:
     nats_url, admin_url = servers
-    name = f"agentid_crash_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    settings = Settings(nats_url=nats_url, database_url=admin_url.rpartition("/")[0] + "/" + name,
-                        data_dir=tmp_path, nats_prefix=f"agentid_c{secrets.token_hex(4)}")
-    keyring = Keyring.generate()
-    keyring.save(settings.keyring_path)
-    bus = await Bus.connect(nats_url, name="crash-operator", signer=keyring.signer("operator", "admin"),
-                            registry=keyring.registry(), root=settings.nats_prefix)
-    db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
-    iso = Isolated(settings, keyring, bus, db)
-    try:
-        yield iso
-    finally:
-        await iso.stop_all()
-        await db.close()
-        js = bus.nc.jetstream()
-        for stream in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay"):
-            try:
-                await js.delete_stream(stream)
-            except Exception:
-                pass
-        await bus.drain()
-        conn = await asyncpg.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    async with scratch_database(admin_url, "agentid_crash_") as database_url:
+        settings = Settings(nats_url=nats_url, database_url=database_url,
+                            data_dir=tmp_path, nats_prefix=f"agentid_c{secrets.token_hex(4)}")
+        keyring = Keyring.generate()
+        keyring.save(settings.keyring_path)
+        bus = await Bus.connect(nats_url, name="crash-operator", signer=keyring.signer("operator", "admin"),
+                                registry=keyring.registry(), root=settings.nats_prefix)
+        db = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        iso = Isolated(settings, keyring, bus, db)
+        try:
+            yield iso
+        finally:
+            await iso.stop_all()
+            await db.close()
+            js = bus.nc.jetstream()
+            for stream in (stream_name(settings.nats_prefix), f"KV_{settings.nats_prefix}_replay"):
+                try:
+                    await js.delete_stream(stream)
+                except Exception:
+                    pass
+            await bus.drain()
 
 
 async def _orchestrator(iso: Isolated, tenant: str) -> Orchestrator:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -58,6 +56,7 @@ from tests.helpers import (
     SPAWN_FIELDS,
     TOKEN_CONFIG,
     ledger,
+    scratch_database,
 )
 
 pytestmark = pytest.mark.integration
@@ -118,42 +117,34 @@ async def secured(servers: tuple[str, str], settings: Settings,
     server = EmbeddedNats(base / "nats", config=config)
     await server.start()
     # Its own database: these workers must not share outboxes with the session's.
-    admin_url = servers[1]
-    db = f"agentid_perm_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(admin_url)
-    await conn.execute(f'CREATE DATABASE "{db}"')
-    await conn.close()
-    database_url = f"{admin_url.rpartition('/')[0]}/{db}"
-    keyring = Keyring.generate()
-    s = settings.model_copy(update={"nats_url": server.url, "database_url": database_url, "nats_prefix": ROOT,
-                                    "data_dir": base / "data"})
-    refusals = Refusals()
-    logging.getLogger("shared.bus.client").addHandler(refusals)
-    workers = [runner.worker_class(name)(s.model_copy(update={"nats_nkey_seed": seeds[name]}), keyring,
-                                         nats_url=server.url, database_url=database_url) for name in WORKERS]
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(workers, stop))
-    operator = observer = None
-    try:
-        await runner.wait_ready(workers)
-        operator = await Bus.connect(server.url, name="operator", signer=keyring.signer("operator", "admin"),
-                                     registry=keyring.registry(), root=ROOT, nkey_seed=seeds["operator"],
-                                     inbox_prefix=operator_inbox(ROOT))
-        observer = await nats.connect(server.url, nkeys_seed_str=seeds["observer"])
-        for tenant in TENANTS:
-            await operator.request(sub.CREATE_TENANT, tenant, reg.CreateTenant())
-        yield Secured(server.url, seeds, keyring, operator, observer, refusals)
-    finally:
-        for conn_ in (operator, observer):
-            if conn_ is not None:
-                await conn_.drain()
-        stop.set()
-        await task
-        logging.getLogger("shared.bus.client").removeHandler(refusals)
-        await server.stop()
-        conn = await asyncpg.connect(admin_url)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await conn.close()
+    async with scratch_database(servers[1], "agentid_perm_") as database_url:
+        keyring = Keyring.generate()
+        s = settings.model_copy(update={"nats_url": server.url, "database_url": database_url, "nats_prefix": ROOT,
+                                        "data_dir": base / "data"})
+        refusals = Refusals()
+        logging.getLogger("shared.bus.client").addHandler(refusals)
+        workers = [runner.worker_class(name)(s.model_copy(update={"nats_nkey_seed": seeds[name]}), keyring,
+                                             nats_url=server.url, database_url=database_url) for name in WORKERS]
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(workers, stop))
+        operator = observer = None
+        try:
+            await runner.wait_ready(workers)
+            operator = await Bus.connect(server.url, name="operator", signer=keyring.signer("operator", "admin"),
+                                         registry=keyring.registry(), root=ROOT, nkey_seed=seeds["operator"],
+                                         inbox_prefix=operator_inbox(ROOT))
+            observer = await nats.connect(server.url, nkeys_seed_str=seeds["observer"])
+            for tenant in TENANTS:
+                await operator.request(sub.CREATE_TENANT, tenant, reg.CreateTenant())
+            yield Secured(server.url, seeds, keyring, operator, observer, refusals)
+        finally:
+            for conn_ in (operator, observer):
+                if conn_ is not None:
+                    await conn_.drain()
+            stop.set()
+            await task
+            logging.getLogger("shared.bus.client").removeHandler(refusals)
+            await server.stop()
 
 
 class As:
